@@ -1,0 +1,82 @@
+# openrouter for Lua: development Makefile.
+#   make test            install what is missing, build, run the busted suite (lua5.4)
+#   make test LUA=luajit the same under LuaJIT (also lua5.1)
+#   make demo            a conversation against the local emulator (or the real API
+#                        when OPENROUTER_API_KEY is set)
+#   make emulator        run the local OpenRouter emulator in the foreground
+# Users install with LuaRocks instead (see README.md).
+
+LUA      ?= lua5.4
+BUILD    := build/$(LUA)
+MODULE   := $(BUILD)/openrouter/core.so
+SOURCES  := $(wildcard src/*.c)
+HEADERS  := $(wildcard src/*.h)
+OBJECTS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SOURCES))
+
+# pkg-config names and Debian packages for each interpreter
+ifeq ($(LUA),luajit)
+  LUA_PC  := luajit
+  LUA_PKG := luajit libluajit-5.1-dev
+else ifeq ($(LUA),lua5.1)
+  LUA_PC  := lua5.1
+  LUA_PKG := lua5.1 liblua5.1-0-dev
+else
+  LUA_PC  := $(LUA)
+  LUA_PKG := $(LUA) lib$(LUA)-dev
+endif
+DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG)
+
+CC       ?= cc
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c99 -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl 2>/dev/null)
+# A Lua C module never links liblua: the host provides the symbols.
+LDFLAGS_SO = -shared $(LDFLAGS)
+LIBS     = $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+
+BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
+LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
+LUA_CPATH_DEV = $(BUILD)/?.so;;
+
+.PHONY: all deps test demo emulator clean rock
+
+all: $(MODULE)
+
+# Installs the Debian packages that are missing (root on Debian; a no-op when all are there).
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(MODULE): $(OBJECTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SO) -o $@ $(OBJECTS) $(LIBS)
+
+test: deps $(MODULE)
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
+	  $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(LUA_CPATH_DEV)' $(BUSTED_ARGS) spec
+
+demo: deps $(MODULE)
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
+	  $(LUA) examples/demo.lua
+
+emulator: deps
+	$(LUA) spec/support/emulator.lua
+
+# Builds and installs the rock into a scratch tree, then loads it from a plain interpreter.
+rock: deps
+	@command -v luarocks >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq luarocks >/dev/null; }
+	rm -rf build/rock-tree
+	luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) make --deps-mode=none --tree build/rock-tree openrouter-scm-1.rockspec
+	eval "$$(luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) --tree build/rock-tree path)" && \
+	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)'
+
+clean:
+	rm -rf build

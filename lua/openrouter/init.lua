@@ -1,0 +1,188 @@
+--- An OpenRouter API client for Lua, written in C over libcurl.
+--
+--     local openrouter = require("openrouter")
+--     local client = openrouter.new{ api_key = os.getenv("OPENROUTER_API_KEY") }
+--     local res, err = client:chat_completion{ model = "openai/gpt-4o-mini",
+--       messages = { { role = "user", content = "Hi" } } }
+--     print(res and openrouter.text(res) or tostring(err))
+--
+-- HTTP, streaming and JSON happen in C (`openrouter.core`); this module adds
+-- option handling, defaults and helpers only.
+-- @module openrouter
+
+local core = require("openrouter.core")
+
+local M = {}
+
+--- The library version.
+M.VERSION = core.VERSION
+
+--- The JSON null sentinel (the same value as `cjson.null`).
+M.null = core.null
+
+--- The libcurl version string the module runs with.
+M.curl_version = core.curl_version
+
+--- The client type's method table: add methods here to extend every client.
+M.Client = core.Client
+
+local DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+
+-- name -> Lua type of every option `new` accepts
+local OPTION_TYPES = {
+  api_key = "string", base_url = "string", app_url = "string", app_title = "string",
+  app_categories = "table", timeout = "number", connect_timeout = "number",
+  stream_idle_timeout = "number", max_retries = "number", headers = "table",
+  ca_file = "string", proxy = "string", insecure = "boolean",
+  max_response_bytes = "number", retry_base_delay = "number", retry_max_delay = "number",
+}
+
+-- options that must be > 0: no combination may mean "wait forever"
+local POSITIVE = {
+  timeout = true, connect_timeout = true, stream_idle_timeout = true,
+  max_response_bytes = true,
+}
+
+local function argerror(fname, n, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function check_header(name, value)
+  if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    argerror("new", 1, ("invalid header name %q"):format(tostring(name)))
+  end
+  if type(value) ~= "string" or value:find("[\r\n%z]") then
+    argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name))
+  end
+end
+
+-- The header lines sent with every request, defaults first, the caller's
+-- `headers` replacing a default of the same name.
+local function header_lines(opts, api_key)
+  local names, values = {}, {}
+  local function set(name, value)
+    local key = name:lower()
+    if values[key] == nil then names[#names + 1] = key end
+    values[key] = name .. ": " .. value
+  end
+  if api_key and api_key ~= "" then set("Authorization", "Bearer " .. api_key) end
+  if opts.app_url then set("HTTP-Referer", opts.app_url) end
+  if opts.app_title then
+    set("X-OpenRouter-Title", opts.app_title)
+    set("X-Title", opts.app_title)  -- the legacy name, still read by OpenRouter
+  end
+  if opts.app_categories then
+    for i, c in ipairs(opts.app_categories) do
+      if type(c) ~= "string" then
+        argerror("new", 1, ("app_categories[%d] must be a string"):format(i))
+      end
+    end
+    set("X-OpenRouter-Categories", table.concat(opts.app_categories, ","))
+  end
+  set("User-Agent", "openrouter-lua/" .. M.VERSION)
+  if opts.headers then
+    local extra = {}
+    for name in pairs(opts.headers) do extra[#extra + 1] = name end
+    table.sort(extra, function(a, b) return tostring(a) < tostring(b) end)
+    for _, name in ipairs(extra) do
+      check_header(name, opts.headers[name])
+      set(name, opts.headers[name])
+    end
+  end
+  for _, v in pairs(values) do check_header(v:match("^([^:]*)"), v:match("^[^:]*: (.*)$")) end
+  local lines = {}
+  for i, key in ipairs(names) do lines[i] = values[key] end
+  return lines
+end
+
+--- Creates a client.
+-- @tparam[opt] table opts `api_key` (default `$OPENROUTER_API_KEY`), `base_url`
+--   (default `$OPENROUTER_BASE_URL` or the public API), `app_url`, `app_title`,
+--   `app_categories`, `timeout` (300 s), `connect_timeout` (10 s),
+--   `stream_idle_timeout` (60 s), `max_retries` (2), `retry_base_delay` (0.5 s),
+--   `retry_max_delay` (30 s), `headers`, `ca_file`, `proxy`, `insecure` (false),
+--   `max_response_bytes` (64 MiB). An unknown option raises.
+-- @treturn Client the client (also closed by `client:close()` or garbage collection)
+function M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror("new", 1, "table expected, got " .. type(opts)) end
+  for k, v in pairs(opts) do
+    local want = OPTION_TYPES[k]
+    if not want then argerror("new", 1, ("unknown option '%s'"):format(tostring(k))) end
+    if type(v) ~= want then
+      argerror("new", 1, ("option '%s' must be a %s, got %s"):format(k, want, type(v)))
+    end
+    if want == "number" and (v ~= v or v < 0 or v == math.huge or (POSITIVE[k] and v <= 0)) then
+      argerror("new", 1, ("option '%s' must be a %s number"):format(k,
+        POSITIVE[k] and "positive" or "non-negative finite"))
+    end
+  end
+  if opts.max_retries and opts.max_retries % 1 ~= 0 then
+    argerror("new", 1, "option 'max_retries' must be an integer")
+  end
+  local api_key = opts.api_key or os.getenv("OPENROUTER_API_KEY")
+  local base_url = opts.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+  base_url = base_url:gsub("/+$", "")
+  if not base_url:match("^https?://[^/]") then
+    argerror("new", 1, ("base_url must be an http:// or https:// URL, got %q"):format(base_url))
+  end
+  return core.new{
+    api_key = api_key,
+    base_url = base_url,
+    header_lines = header_lines(opts, api_key),
+    timeout = opts.timeout,
+    connect_timeout = opts.connect_timeout,
+    stream_idle_timeout = opts.stream_idle_timeout,
+    max_retries = opts.max_retries,
+    retry_base_delay = opts.retry_base_delay,
+    retry_max_delay = opts.retry_max_delay,
+    max_response_bytes = opts.max_response_bytes,
+    ca_file = opts.ca_file,
+    proxy = opts.proxy,
+    insecure = opts.insecure,
+  }
+end
+
+local function content_text(content)
+  if type(content) == "string" then return content end
+  if type(content) == "table" then  -- an array of content parts
+    local out = {}
+    for _, part in ipairs(content) do
+      if type(part) == "table" and part.type == "text" and type(part.text) == "string" then
+        out[#out + 1] = part.text
+      end
+    end
+    if #out > 0 then return table.concat(out) end
+  end
+  return nil
+end
+
+--- The first choice's text of a response (chat or completion), a stream chunk
+-- (its delta) or `err.partial`.
+-- @param res a response, a chunk or a partial response
+-- @treturn ?string the text, or nil when there is none (never `openrouter.null`)
+function M.text(res)
+  if type(res) ~= "table" or type(res.choices) ~= "table" then return nil end
+  local choice = res.choices[1]
+  if type(choice) ~= "table" then return nil end
+  if type(choice.message) == "table" then return content_text(choice.message.content) end
+  if type(choice.delta) == "table" then return content_text(choice.delta.content) end
+  return content_text(choice.text)
+end
+
+--- Whether a value is an error object returned by this library.
+function M.is_error(v)
+  return type(v) == "table" and getmetatable(v) == core.error_mt
+end
+
+--- Marks a table as a JSON array, so that it is sent as `[]` even when empty
+-- (keys the API defines as arrays, such as `messages` or `tools`, already are).
+-- @tparam[opt] table t the table (a new one when nil)
+-- @treturn table t
+function M.array(t)
+  if t == nil then t = {} end
+  if type(t) ~= "table" then argerror("array", 1, "table expected, got " .. type(t)) end
+  return setmetatable(t, core.array_mt)
+end
+
+return M

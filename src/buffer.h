@@ -1,0 +1,26 @@
+/*
+** A growable byte buffer (in the spirit of lua-cjson's strbuf).
+** Plain C, no Lua: the SSE parser and the fuzzer use it too.
+*/
+#ifndef OPENROUTER_BUFFER_H
+#define OPENROUTER_BUFFER_H
+
+#include <stddef.h>
+
+typedef struct or_buffer {
+  char *data;     /* always NUL-terminated when non-NULL */
+  size_t len;
+  size_t cap;
+} or_buffer;
+
+void or_buffer_init(or_buffer *b);
+/* Returns 0 on success, -1 when memory is exhausted (the buffer is unchanged). */
+int or_buffer_append(or_buffer *b, const void *bytes, size_t n);
+void or_buffer_clear(or_buffer *b);      /* keeps the allocation for reuse */
+void or_buffer_free(or_buffer *b);
+/* Overwrites the contents with zeros before freeing: for buffers that held the API key. */
+void or_buffer_free_secure(or_buffer *b);
+/* Drops the first n bytes. */
+void or_buffer_consume(or_buffer *b, size_t n);
+
+#endif

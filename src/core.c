@@ -1,0 +1,101 @@
+/*
+** luaopen_openrouter_core: registers the client type, the error and array
+** metatables, and the JSON bridge. Safe to run more than once per process
+** (busted re-opens C modules for each spec file).
+*/
+#include "openrouter.h"
+
+#include <string.h>
+
+/* core._sse_events(pieces): feeds the strings of `pieces` one by one to a
+** fresh parser and returns the events as { {type=, data=}, ... }, plus the
+** number of comment lines. For tests that split a stream at every offset. */
+typedef struct collect {
+  lua_State *L;
+  int list;
+} collect;
+
+static int collect_event(void *ud, const char *type, size_t tlen, const char *data, size_t dlen) {
+  collect *c = (collect *)ud;
+  lua_State *L = c->L;
+  lua_newtable(L);
+  lua_pushlstring(L, type, tlen);
+  lua_setfield(L, -2, "type");
+  lua_pushlstring(L, data, dlen);
+  lua_setfield(L, -2, "data");
+  lua_rawseti(L, c->list, (int)or_rawlen(L, c->list) + 1);
+  return 0;
+}
+
+static int sse_parse_protected(lua_State *L) {
+  or_sse *p = (or_sse *)lua_touserdata(L, 2);
+  collect c;
+  int i, n, rc = OR_SSE_OK;
+  c.L = L;
+  lua_newtable(L);
+  c.list = lua_gettop(L);
+  n = (int)or_rawlen(L, 1);
+  for (i = 1; i <= n && rc == OR_SSE_OK; i++) {
+    size_t len;
+    const char *bytes;
+    lua_rawgeti(L, 1, i);
+    bytes = lua_tolstring(L, -1, &len);
+    if (bytes) rc = or_sse_feed(p, bytes, len, collect_event, &c);
+    lua_pop(L, 1);
+  }
+  if (rc == OR_SSE_OK) rc = or_sse_finish(p, collect_event, &c);
+  lua_pushinteger(L, (lua_Integer)p->comments);
+  lua_pushinteger(L, rc);
+  return 3;
+}
+
+static int core_sse_events(lua_State *L) {
+  or_sse p;
+  int status;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  or_sse_init(&p, (size_t)luaL_optnumber(L, 2, 1 << 26));
+  lua_settop(L, 1);
+  lua_pushcfunction(L, sse_parse_protected);
+  lua_pushvalue(L, 1);
+  lua_pushlightuserdata(L, &p);
+  status = lua_pcall(L, 2, 3, 0);
+  or_sse_free(&p);
+  if (status != 0) return lua_error(L);
+  return 3;
+}
+
+static const luaL_Reg core_functions[] = {
+  {"new", or_session_new},
+  {"_sse_events", core_sse_events},
+  {NULL, NULL}
+};
+
+int luaopen_openrouter_core(lua_State *L);
+
+int luaopen_openrouter_core(lua_State *L) {
+  /* curl_global_init is not thread-safe and must run once per process;
+  ** never cleaned up: other code in the host may use libcurl too. */
+  static int curl_ready = 0;
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      return luaL_error(L, "openrouter: curl_global_init failed");
+    curl_ready = 1;
+  }
+  or_json_open(L);
+  or_errors_open(L);
+  or_request_open(L);
+  or_newlib(L, core_functions);
+  or_session_open(L);
+  lua_setfield(L, -2, "Client");
+  luaL_newmetatable(L, OR_ARRAY_MT);
+  lua_setfield(L, -2, "array_mt");
+  luaL_getmetatable(L, OR_ERROR_MT);
+  lua_setfield(L, -2, "error_mt");
+  lua_pushlightuserdata(L, NULL);  /* cjson.null */
+  lua_setfield(L, -2, "null");
+  lua_pushliteral(L, OR_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  lua_pushstring(L, curl_version());
+  lua_setfield(L, -2, "curl_version");
+  return 1;
+}

@@ -1,0 +1,272 @@
+/*
+** The bridge to lua-cjson: a private cjson instance (our settings never touch
+** the caller's cjson), request encoding with JSON arrays where the API wants
+** them, and protected decoding.
+*/
+#include "openrouter.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* An empty Lua table is ambiguous; under these keys the API wants an array. */
+static const char *const array_keys[] = {
+  "messages", "tools", "stop", "models", "plugins", "transforms", "order", "only",
+  "ignore", "quantizations", "tool_calls", "reasoning_details", "content", "required",
+  "enum", "input", "prompt", "modalities", "annotations", "images", "anyOf", "oneOf",
+  "allOf", "prefixItems", NULL
+};
+
+/* Debian's lua-cjson has no empty_array: encode a marker string instead and
+** replace its JSON form with [] afterwards. */
+static const char sentinel[] = "\001openrouter.empty_array\001";
+static const char sentinel_json[] = "\"\\u0001openrouter.empty_array\\u0001\"";
+
+#define MAX_DEPTH 200
+
+static int call_method(lua_State *L, int mod, const char *name, int nargs) {
+  lua_getfield(L, mod, name);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1 + nargs);
+    return 0;
+  }
+  lua_insert(L, -(nargs + 1));
+  return lua_pcall(L, nargs, 1, 0) == 0;
+}
+
+int or_json_open(lua_State *L) {
+  int mod, ctx;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) != 0)
+    return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
+  mod = lua_gettop(L);
+  /* A private instance, so our settings never change the caller's cjson. */
+  if (call_method(L, mod, "new", 0) && lua_istable(L, -1)) {
+    lua_replace(L, mod);
+  } else {
+    lua_settop(L, mod);
+  }
+  /* Keep full double precision (16 digits needs the openresty flavour). */
+  lua_pushinteger(L, 16);
+  if (!call_method(L, mod, "encode_number_precision", 1)) {
+    lua_settop(L, mod);
+    lua_pushinteger(L, 14);
+    call_method(L, mod, "encode_number_precision", 1);
+  }
+  lua_settop(L, mod);
+
+  lua_newtable(L);
+  ctx = lua_gettop(L);
+  lua_getfield(L, mod, "encode");
+  lua_setfield(L, ctx, "encode");
+  lua_getfield(L, mod, "decode");
+  lua_setfield(L, ctx, "decode");
+  lua_getfield(L, mod, "null");
+  lua_setfield(L, ctx, "null");
+  lua_getfield(L, mod, "empty_array");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushlstring(L, sentinel, sizeof sentinel - 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, ctx, "uses_sentinel");
+  }
+  lua_setfield(L, ctx, "empty_array");
+  lua_pushvalue(L, ctx);
+  lua_setfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_settop(L, mod - 1);
+  return 0;
+}
+
+/* ---- request preparation ---- */
+
+typedef struct walk {
+  int argn;
+  int ctx;
+  int array_mt;
+  /* the path to the current value, for error messages */
+  int depth;
+  int key_is_index[MAX_DEPTH + 1];
+  const char *key_name[MAX_DEPTH + 1];
+  lua_Number key_index[MAX_DEPTH + 1];
+} walk;
+
+static void raise_at(lua_State *L, walk *w, const char *what) {
+  luaL_Buffer b;
+  int i;
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= w->depth; i++) {
+    if (w->key_is_index[i]) {
+      char num[64];
+      snprintf(num, sizeof num, "[%.14g]", (double)w->key_index[i]);
+      luaL_addstring(&b, num);
+    } else {
+      if (i > 1) luaL_addchar(&b, '.');
+      luaL_addstring(&b, w->key_name[i] ? w->key_name[i] : "?");
+    }
+  }
+  luaL_addstring(&b, ": ");
+  luaL_addstring(&b, what);
+  luaL_pushresult(&b);
+  luaL_argerror(L, w->argn, lua_tostring(L, -1));
+}
+
+static int is_array_key(lua_State *L, int key) {
+  const char *k;
+  int i;
+  if (lua_type(L, key) != LUA_TSTRING) return 0;
+  k = lua_tostring(L, key);
+  for (i = 0; array_keys[i]; i++)
+    if (strcmp(k, array_keys[i]) == 0) return 1;
+  return 0;
+}
+
+static int has_array_mt(lua_State *L, int idx, walk *w) {
+  int yes;
+  if (!lua_getmetatable(L, idx)) return 0;
+  yes = lua_rawequal(L, -1, w->array_mt);
+  lua_pop(L, 1);
+  return yes;
+}
+
+static int is_empty(lua_State *L, int idx) {
+  lua_pushnil(L);
+  if (lua_next(L, idx)) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  return 1;
+}
+
+/* Shallow copy of the table at idx, pushed. */
+static void shallow_copy(lua_State *L, int idx) {
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+}
+
+/* Pushes the table at idx, or a copy of it with empty arrays marked. */
+static void prepare(lua_State *L, int idx, walk *w) {
+  int copy = 0;
+  if (w->depth >= MAX_DEPTH) raise_at(L, w, "tables nested too deep (a cycle?)");
+  luaL_checkstack(L, 8, "request too deep");
+  w->depth++;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int key = lua_gettop(L) - 1, val = lua_gettop(L), replaced = 0;
+    if (lua_type(L, key) == LUA_TNUMBER) {
+      w->key_is_index[w->depth] = 1;
+      w->key_index[w->depth] = lua_tonumber(L, key);
+    } else {
+      w->key_is_index[w->depth] = 0;
+      w->key_name[w->depth] = lua_type(L, key) == LUA_TSTRING ? lua_tostring(L, key) : NULL;
+    }
+    switch (lua_type(L, val)) {
+      case LUA_TTABLE:
+        if ((is_array_key(L, key) || has_array_mt(L, val, w)) && is_empty(L, val)) {
+          lua_getfield(L, w->ctx, "empty_array");
+          replaced = 1;
+        } else {
+          prepare(L, val, w);
+          replaced = !lua_rawequal(L, -1, val);
+          if (!replaced) lua_pop(L, 1);
+        }
+        break;
+      case LUA_TNUMBER: {
+        lua_Number n = lua_tonumber(L, val);
+        if (!or_isinteger(L, val) && (n != n || n - n != 0))
+          raise_at(L, w, "cannot encode NaN or infinity as JSON");
+        break;
+      }
+      case LUA_TSTRING:
+      case LUA_TBOOLEAN:
+        break;
+      case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, val) == NULL) break; /* cjson.null */
+        lua_getfield(L, w->ctx, "empty_array");
+        if (lua_rawequal(L, -1, val)) {
+          lua_pop(L, 1);
+          break;
+        }
+        /* fall through */
+      default: {
+        char what[96];
+        snprintf(what, sizeof what, "cannot encode a %s as JSON", luaL_typename(L, val));
+        raise_at(L, w, what);
+      }
+    }
+    if (replaced) {
+      if (!copy) {
+        shallow_copy(L, idx);
+        lua_insert(L, key);  /* below key, value, replacement */
+        copy = key;
+        key++;
+        val++;
+      }
+      lua_pushvalue(L, key);
+      lua_insert(L, -2);
+      lua_rawset(L, copy);
+    }
+    lua_settop(L, key);
+  }
+  w->depth--;
+  if (!copy) lua_pushvalue(L, idx);
+}
+
+void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
+                            or_buffer *out) {
+  walk w;
+  int top = lua_gettop(L), prepared;
+  const char *json;
+  size_t len;
+  idx = or_absindex(L, idx);
+  w.argn = argn;
+  w.depth = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  w.ctx = lua_gettop(L);
+  luaL_getmetatable(L, OR_ARRAY_MT);
+  w.array_mt = lua_gettop(L);
+  prepare(L, idx, &w);
+  prepared = lua_gettop(L);
+  if (extra_stream) {
+    if (lua_rawequal(L, prepared, idx)) {
+      shallow_copy(L, idx);
+      lua_replace(L, prepared);
+    }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, prepared, "stream");
+  }
+  lua_getfield(L, w.ctx, "encode");
+  lua_pushvalue(L, prepared);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    luaL_argerror(L, argn, msg ? msg : "cannot encode as JSON");
+  }
+  json = lua_tolstring(L, -1, &len);
+  or_buffer_clear(out);
+  lua_getfield(L, w.ctx, "uses_sentinel");
+  if (lua_toboolean(L, -1)) {
+    const char *p = json, *end = json + len, *hit;
+    size_t slen = sizeof sentinel_json - 1;
+    while ((hit = strstr(p, sentinel_json)) != NULL) {
+      if (or_buffer_append(out, p, (size_t)(hit - p)) || or_buffer_append(out, "[]", 2))
+        luaL_error(L, "not enough memory");
+      p = hit + slen;
+    }
+    if (or_buffer_append(out, p, (size_t)(end - p))) luaL_error(L, "not enough memory");
+  } else if (or_buffer_append(out, json, len)) {
+    luaL_error(L, "not enough memory");
+  }
+  lua_settop(L, top);
+}
+
+int or_json_decode(lua_State *L, const char *s, size_t len) {
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_getfield(L, -1, "decode");
+  lua_remove(L, -2);
+  lua_pushlstring(L, s, len);
+  return lua_pcall(L, 1, 1, 0) == 0;
+}

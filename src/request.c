@@ -1,0 +1,693 @@
+/*
+** One HTTP exchange: headers, body, the transfer driven through the
+** session's multi handle, SSE events handed to Lua, retries, and the
+** mapping of what came back to a result or an error object.
+**
+** Lua callbacks run inside curl callbacks. They are always called through
+** lua_pcall, so a Lua error never unwinds through libcurl's frames: it is
+** stashed, the transfer is aborted, and it is raised again after cleanup.
+*/
+#include "openrouter.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { OUT_RESULT, OUT_ERROR, OUT_RETRY, OUT_RAISE } or_outcome;
+
+/* ---- lifecycle ---- */
+
+static void unref(lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+static void stash(lua_State *L, or_request *r) {  /* pops the value */
+  unref(L, &r->ref_stash);
+  r->ref_stash = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Idempotent: shared by the end of a call and __gc. */
+static void request_release(lua_State *L, or_request *r) {
+  if (r->easy) {
+    if (r->in_multi) curl_multi_remove_handle(r->session->multi, r->easy);
+    r->in_multi = 0;
+    or_session_return_easy(r->session, r->easy);
+    r->easy = NULL;
+  }
+  or_slist_free_secure(r->headers);
+  r->headers = NULL;
+  free(r->url);
+  r->url = NULL;
+  or_buffer_free(&r->body);
+  or_buffer_free(&r->response);
+  or_sse_free(&r->sse);
+  unref(L, &r->ref_callback);
+  unref(L, &r->ref_acc);
+  unref(L, &r->ref_stash);
+  r->L = NULL;
+}
+
+static int request_gc(lua_State *L) {
+  or_request *r = (or_request *)luaL_checkudata(L, 1, OR_REQUEST_MT);
+  request_release(L, r);
+  return 0;
+}
+
+int or_request_open(lua_State *L) {
+  luaL_newmetatable(L, OR_REQUEST_MT);
+  lua_pushcfunction(L, request_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* ---- curl callbacks (no Lua error may escape them) ---- */
+
+static int header_is(const char *line, size_t len, const char *name, const char **value,
+                     size_t *vlen) {
+  size_t n = strlen(name);
+  const char *v, *end = line + len;
+  if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':') return 0;
+  v = line + n + 1;
+  while (v < end && (*v == ' ' || *v == '\t')) v++;
+  while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+  *value = v;
+  *vlen = (size_t)(end - v);
+  return 1;
+}
+
+static void copy_header(char *dst, size_t size, const char *v, size_t n) {
+  if (n >= size) n = size - 1;
+  memcpy(dst, v, n);
+  dst[n] = '\0';
+}
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
+  or_request *r = (or_request *)ud;
+  size_t len = size * nitems, vlen;
+  const char *v;
+  r->last_activity = or_monotonic();
+  if (len > 5 && memcmp(line, "HTTP/", 5) == 0) {
+    /* a new response (after 100 Continue or a proxy's CONNECT): start over */
+    const char *sp = memchr(line, ' ', len);
+    r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    r->content_type[0] = '\0';
+    r->retry_after = -1;
+  } else if (header_is(line, len, "content-type", &v, &vlen)) {
+    copy_header(r->content_type, sizeof r->content_type, v, vlen);
+  } else if (header_is(line, len, "x-generation-id", &v, &vlen)) {
+    copy_header(r->generation_id, sizeof r->generation_id, v, vlen);
+  } else if (header_is(line, len, "retry-after", &v, &vlen)) {
+    r->retry_after = or_parse_retry_after(v, vlen, or_epoch());
+  }
+  return len;
+}
+
+static void stash_message(lua_State *L, or_request *r, const char *msg) {
+  lua_pushstring(L, msg);
+  stash(L, r);
+}
+
+/* One SSE event: decode, absorb into the result, hand to the Lua callback.
+** Runs inside feed_protected, under lua_pcall. Returns non-zero to stop. */
+static int on_event(void *ud, const char *type, size_t type_len, const char *data, size_t len) {
+  or_request *r = (or_request *)ud;
+  lua_State *L = r->L;
+  int top = lua_gettop(L), chunk;
+  (void)type;
+  (void)type_len;
+  if (r->done_seen) return 0;
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+    r->done_seen = 1;
+    return 0;
+  }
+  if (!or_json_decode(L, data, len) || !lua_istable(L, -1)) {
+    char snippet[120];
+    or_body_snippet(data, len, snippet, sizeof snippet);
+    lua_pushfstring(L, "stream event is not a JSON object (%s): %s",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "wrong type", snippet);
+    stash(L, r);
+    r->abort_reason = OR_ABORT_DECODE;
+    lua_settop(L, top);
+    return 1;
+  }
+  chunk = lua_gettop(L);
+  r->events++;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
+  or_stream_absorb(L, -1, chunk);
+  lua_pop(L, 1);
+  if (r->ref_callback != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_callback);
+    lua_pushvalue(L, chunk);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+      stash(L, r);
+      r->abort_reason = OR_ABORT_CALLBACK_ERROR;
+      lua_settop(L, top);
+      return 1;
+    }
+    r->delivered++;
+    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      r->abort_reason = OR_ABORT_CANCELLED;
+      lua_settop(L, top);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, chunk, "error");
+  if (lua_istable(L, -1)) {
+    /* an error after the first token: the stream is over, drain the rest */
+    lua_pushvalue(L, chunk);
+    stash(L, r);
+    r->stream_failed = 1;
+    lua_settop(L, top);
+    return 1;
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+typedef struct feed_args {
+  or_request *r;
+  const char *bytes;
+  size_t len;
+  int finish;
+  int rc;
+} feed_args;
+
+static int feed_protected(lua_State *L) {
+  feed_args *f = (feed_args *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  if (f->finish)
+    f->rc = or_sse_finish(&f->r->sse, on_event, f->r);
+  else
+    f->rc = or_sse_feed(&f->r->sse, f->bytes, f->len, on_event, f->r);
+  return 0;
+}
+
+/* Returns 0 when the transfer must stop. */
+static int feed_sse(or_request *r, const char *bytes, size_t len, int finish) {
+  lua_State *L = r->L;
+  feed_args f;
+  f.r = r;
+  f.bytes = bytes;
+  f.len = len;
+  f.finish = finish;
+  f.rc = OR_SSE_OK;
+  lua_pushcfunction(L, feed_protected);
+  lua_pushlightuserdata(L, &f);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    stash(L, r);
+    r->abort_reason = OR_ABORT_LUA_FAILURE;
+    return 0;
+  }
+  if (r->abort_reason) return 0;
+  if (f.rc == OR_SSE_NOMEM) {
+    stash_message(L, r, "not enough memory");
+    r->abort_reason = OR_ABORT_LUA_FAILURE;
+    return 0;
+  }
+  if (f.rc == OR_SSE_TOO_BIG) {
+    r->abort_reason = OR_ABORT_TOO_LARGE;
+    return 0;
+  }
+  return 1;
+}
+
+static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
+  or_request *r = (or_request *)ud;
+  size_t len = size * nmemb;
+  r->last_activity = or_monotonic();
+  r->bytes_received += len;
+  if (r->abort_reason) return 0;
+  if (r->bytes_received > r->session->max_response_bytes) {
+    r->abort_reason = OR_ABORT_TOO_LARGE;
+    return 0;
+  }
+  if (!r->body_started) {
+    r->body_started = 1;
+    r->is_sse = r->stream && r->status / 100 == 2 &&
+                strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+  }
+  if (r->is_sse) {
+    if (r->stream_failed) return len;
+    return feed_sse(r, bytes, len, 0) ? len : 0;
+  }
+  if (or_buffer_append(&r->response, bytes, len) != 0) {
+    stash_message(r->L, r, "not enough memory");
+    r->abort_reason = OR_ABORT_LUA_FAILURE;
+    return 0;
+  }
+  return len;
+}
+
+/* ---- one attempt ---- */
+
+static int configure(or_request *r) {
+  or_session *s = r->session;
+  CURL *e = r->easy;
+  CURLcode rc;
+  curl_easy_reset(e);  /* keeps the connection cache, drops old options */
+  r->errbuf[0] = '\0';
+  rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+  if (rc != CURLE_OK) return (int)rc;
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  /* never follow a redirect: the Authorization header must not travel */
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  if (r->body.data) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+  } else {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  }
+  if (s->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+  if (s->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+  if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
+  if (s->proxy) curl_easy_setopt(e, CURLOPT_PROXY, s->proxy);
+  if (s->insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  return 0;
+}
+
+static void reset_attempt(lua_State *L, or_request *r) {
+  r->status = 0;
+  r->is_sse = 0;
+  r->body_started = 0;
+  r->content_type[0] = '\0';
+  r->generation_id[0] = '\0';
+  r->retry_after = -1;
+  r->bytes_received = 0;
+  r->abort_reason = OR_ABORT_NONE;
+  r->stream_failed = 0;
+  r->done_seen = 0;
+  r->events = 0;
+  r->delivered = 0;
+  or_buffer_clear(&r->response);
+  or_sse_reset(&r->sse);
+  unref(L, &r->ref_stash);
+  unref(L, &r->ref_acc);
+  or_stream_new_acc(L);
+  r->ref_acc = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->last_activity = or_monotonic();
+}
+
+/* Drives the multi handle until this transfer ends. */
+static CURLcode transfer(or_request *r) {
+  or_session *s = r->session;
+  CURLcode result = CURLE_OK;
+  int running, done = 0;
+  if (curl_multi_add_handle(s->multi, r->easy) != CURLM_OK) return CURLE_FAILED_INIT;
+  r->in_multi = 1;
+  while (!done) {
+    CURLMsg *msg;
+    int left;
+    long wait_ms = 1000;
+    curl_multi_perform(s->multi, &running);
+    while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == r->easy) {
+        result = msg->data.result;
+        done = 1;
+      }
+    }
+    if (done) break;
+    if (r->stream && s->idle_timeout_ms > 0) {
+      double idle_ms = (or_monotonic() - r->last_activity) * 1000.0;
+      if (idle_ms >= (double)s->idle_timeout_ms) {
+        r->abort_reason = OR_ABORT_IDLE;
+        break;
+      }
+      if ((double)s->idle_timeout_ms - idle_ms < (double)wait_ms)
+        wait_ms = (long)((double)s->idle_timeout_ms - idle_ms) + 1;
+    }
+    {
+      long curl_ms = -1;
+      curl_multi_timeout(s->multi, &curl_ms);
+      if (curl_ms >= 0 && curl_ms < wait_ms) wait_ms = curl_ms;
+    }
+    if (wait_ms > 0) curl_multi_poll(s->multi, NULL, 0, (int)wait_ms, NULL);
+  }
+  curl_multi_remove_handle(s->multi, r->easy);
+  r->in_multi = 0;
+  return result;
+}
+
+/* ---- outcome ---- */
+
+static void set_partial(lua_State *L, or_request *r, int err) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
+  if (r->stream && or_stream_has_data(L, -1)) {
+    or_stream_result(L, -1, r->action);
+    lua_setfield(L, err, "partial");
+  }
+  lua_pop(L, 1);
+}
+
+static void set_common(lua_State *L, or_request *r, int err) {
+  if (r->status > 0) or_error_set_number(L, err, "status", (double)r->status);
+  lua_getfield(L, err, "retry_after");
+  if (lua_isnil(L, -1) && r->retry_after >= 0) or_error_set_number(L, err, "retry_after", r->retry_after);
+  lua_pop(L, 1);
+  lua_getfield(L, err, "generation_id");
+  if (lua_isnil(L, -1)) or_error_set_string(L, err, "generation_id", r->generation_id);
+  lua_pop(L, 1);
+  or_error_scrub(L, err, r->session->api_key.data, r->session->api_key.len);
+}
+
+/* Pushes an error for a body that is not an OpenRouter error object. */
+static void push_http_error(lua_State *L, or_request *r) {
+  char snippet[201], msg[300];
+  or_body_snippet(r->response.data ? r->response.data : "", r->response.len, snippet, sizeof snippet);
+  snprintf(msg, sizeof msg, "HTTP %ld%s%s", r->status, snippet[0] ? ": " : "", snippet);
+  or_error_new(L, "http", msg);
+}
+
+/* Decodes the buffered body; pushes the value, or an error (returns 0). */
+static int decode_body(lua_State *L, or_request *r) {
+  char snippet[121];
+  if (r->response.len == 0) {
+    or_error_new(L, "decode", "empty response body");
+    return 0;
+  }
+  if (!or_json_decode(L, r->response.data, r->response.len)) {
+    or_body_snippet(r->response.data, r->response.len, snippet, sizeof snippet);
+    lua_pushfstring(L, "response is not valid JSON (%s): %s", lua_tostring(L, -1), snippet);
+    or_error_new(L, "decode", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    or_body_snippet(r->response.data, r->response.len, snippet, sizeof snippet);
+    lua_pop(L, 1);
+    lua_pushfstring(L, "response is not a JSON object: %s", snippet);
+    or_error_new(L, "decode", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 0;
+  }
+  return 1;
+}
+
+static int has_error_object(lua_State *L, int body) {
+  int yes;
+  lua_getfield(L, body, "error");
+  yes = lua_istable(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* The action's result out of a decoded body at the top; replaces it. */
+static int shape_result(lua_State *L, or_request *r) {
+  int body = lua_gettop(L);
+  switch (r->action) {
+    case OR_ACTION_MODELS:
+    case OR_ACTION_CREDITS:
+      lua_getfield(L, body, "data");
+      if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        or_error_new(L, "decode", "response has no `data` table");
+        return 0;
+      }
+      if (r->action == OR_ACTION_CREDITS) {
+        lua_getfield(L, -1, "total_credits");
+        lua_getfield(L, -2, "total_usage");
+        if (lua_type(L, -1) == LUA_TNUMBER && lua_type(L, -2) == LUA_TNUMBER) {
+          lua_pushnumber(L, lua_tonumber(L, -2) - lua_tonumber(L, -1));
+          lua_setfield(L, -4, "remaining");
+        }
+        lua_pop(L, 2);
+      }
+      lua_replace(L, body);
+      return 1;
+    default:
+      lua_getfield(L, body, "id");
+      if (lua_isnil(L, -1) && r->generation_id[0]) {
+        lua_pushstring(L, r->generation_id);
+        lua_setfield(L, body, "generation_id");
+      }
+      lua_pop(L, 1);
+      return 1;
+  }
+}
+
+/* Whether the failed attempt (error at err) is worth another try; sets *wait. */
+static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, double started,
+                        double *wait) {
+  or_session *s = r->session;
+  double retry_after = -1, elapsed;
+  const char *kind;
+  if (r->attempt >= s->max_retries || r->events > 0) return 0;
+  lua_getfield(L, err, "kind");
+  kind = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  if (kind == NULL) return 0;
+  if (strcmp(kind, "network") == 0) {
+    if (!or_curl_is_connect_failure(rc) || r->status != 0) return 0;
+  } else if (strcmp(kind, "timeout") == 0) {
+    /* once the request went out it may be billed: only a connect timeout retries */
+    curl_off_t pretransfer = 0;
+    if (r->abort_reason == OR_ABORT_IDLE) return 0;
+    curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    if (pretransfer > 0) return 0;
+  } else if (strcmp(kind, "api") == 0 || strcmp(kind, "http") == 0) {
+    int no;
+    if (!or_status_is_retryable(r->status)) return 0;
+    lua_getfield(L, err, "availability");
+    no = 0;
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "retryable");
+      no = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (no) return 0;
+  } else {
+    return 0;
+  }
+  lua_getfield(L, err, "retry_after");
+  if (lua_type(L, -1) == LUA_TNUMBER) retry_after = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (retry_after > s->retry_max_delay) return 0; /* e.g. a per-day quota: let the caller decide */
+  *wait = retry_after >= 0 ? retry_after
+                           : or_backoff_delay(r->attempt, s->retry_base_delay, s->retry_max_delay,
+                                              or_session_jitter(s));
+  elapsed = or_monotonic() - started;
+  if (s->timeout_ms > 0 && (elapsed + *wait) * 1000.0 > (double)s->timeout_ms) return 0;
+  return 1;
+}
+
+static or_outcome finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
+  int err;
+  if (r->is_sse && rc == CURLE_OK && r->abort_reason == OR_ABORT_NONE && !r->stream_failed)
+    feed_sse(r, NULL, 0, 1);  /* an event left without its blank line */
+  switch (r->abort_reason) {
+    case OR_ABORT_CALLBACK_ERROR:
+    case OR_ABORT_LUA_FAILURE:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
+      return OUT_RAISE;
+    case OR_ABORT_CANCELLED:
+      or_error_new(L, "cancelled", "the stream callback returned false");
+      goto with_partial;
+    case OR_ABORT_DECODE:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
+      or_error_new(L, "decode", lua_tostring(L, -1));
+      lua_remove(L, -2);
+      goto with_partial;
+    case OR_ABORT_TOO_LARGE: {
+      char msg[128];
+      snprintf(msg, sizeof msg, "response larger than max_response_bytes (%lu bytes)",
+               (unsigned long)r->session->max_response_bytes);
+      or_error_new(L, "decode", msg);
+      or_error_set_string(L, -1, "code", "response_too_large");
+      goto with_partial;
+    }
+    case OR_ABORT_IDLE: {
+      char msg[128];
+      snprintf(msg, sizeof msg, "no data for %.3g s (stream_idle_timeout)",
+               (double)r->session->idle_timeout_ms / 1000.0);
+      or_error_new(L, "timeout", msg);
+      or_error_set_string(L, -1, "code", "stream_idle_timeout");
+      goto with_partial;
+    }
+    case OR_ABORT_NONE:
+      break;
+  }
+  if (rc != CURLE_OK) {
+    or_error_new(L, or_curl_kind(rc), r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    or_error_set_number(L, -1, "curl_code", (double)rc);
+    goto with_partial;
+  }
+  if (r->status / 100 == 2) {
+    if (r->is_sse) {
+      if (r->stream_failed) {
+        err = lua_gettop(L) + 1;
+        or_error_new(L, "api", NULL);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
+        or_error_fill_api(L, err, -1);
+        lua_getfield(L, -1, "id");
+        if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, err, "generation_id");
+        else lua_pop(L, 1);
+        lua_pop(L, 1);
+        goto with_partial;
+      }
+      if (r->events == 0) {
+        or_error_new(L, "decode", "the event stream ended without any event");
+        goto with_partial;
+      }
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
+      or_stream_result(L, -1, r->action);
+      lua_remove(L, -2);
+      shape_result(L, r);
+      return OUT_RESULT;
+    }
+    if (!decode_body(L, r)) goto with_partial;
+    if (has_error_object(L, lua_gettop(L))) {
+      err = lua_gettop(L) + 1;
+      or_error_new(L, "api", NULL);
+      or_error_fill_api(L, err, err - 1);
+      lua_getfield(L, err - 1, "id");
+      if (lua_type(L, -1) == LUA_TSTRING) lua_setfield(L, err, "generation_id");
+      else lua_pop(L, 1);
+      lua_remove(L, err - 1);
+      goto with_partial;
+    }
+    return shape_result(L, r) ? OUT_RESULT : (set_common(L, r, lua_gettop(L)), OUT_ERROR);
+  }
+  /* a non-2xx status */
+  if (r->response.len > 0 && or_json_decode(L, r->response.data, r->response.len) &&
+      lua_istable(L, -1) && has_error_object(L, lua_gettop(L))) {
+    err = lua_gettop(L) + 1;
+    or_error_new(L, "api", NULL);
+    if (r->retry_after >= 0) or_error_set_number(L, err, "retry_after", r->retry_after);
+    or_error_fill_api(L, err, err - 1);
+    lua_remove(L, err - 1);
+  } else {
+    if (r->response.len > 0) lua_pop(L, 1);
+    push_http_error(L, r);
+  }
+with_partial:
+  err = lua_gettop(L);
+  set_common(L, r, err);
+  set_partial(L, r, err);
+  return OUT_ERROR;
+}
+
+/* Runs under lua_pcall: pushes res or nil, err. */
+static int drive(lua_State *L) {
+  or_request *r = (or_request *)lua_touserdata(L, 1);
+  double started = or_monotonic();
+  lua_settop(L, 0);
+  r->L = L;
+  for (;;) {
+    CURLcode rc;
+    or_outcome out;
+    double wait = 0;
+    reset_attempt(L, r);
+    if (configure(r) != 0) {
+      lua_pushnil(L);
+      or_error_new(L, "network", "invalid URL (check base_url)");
+      return 2;
+    }
+    rc = transfer(r);
+    out = finish_attempt(L, r, rc);
+    if (out == OUT_RAISE) return lua_error(L);
+    if (out == OUT_RESULT) return 1;
+    if (!should_retry(L, r, lua_gettop(L), rc, started, &wait)) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    lua_settop(L, 0);
+    r->attempt++;
+    or_sleep(wait);
+  }
+}
+
+/* ---- entry ---- */
+
+static struct curl_slist *build_headers(or_session *s, int post, int stream) {
+  struct curl_slist *list = NULL, *item, *next;
+  for (item = s->headers; item; item = item->next) {
+    next = curl_slist_append(list, item->data);
+    if (!next) goto fail;
+    list = next;
+  }
+  next = curl_slist_append(list, stream ? "Accept: text/event-stream" : "Accept: application/json");
+  if (!next) goto fail;
+  list = next;
+  if (post) {
+    next = curl_slist_append(list, "Content-Type: application/json");
+    if (!next) goto fail;
+    list = next;
+    /* no "Expect: 100-continue" round trip for large bodies */
+    next = curl_slist_append(list, "Expect:");
+    if (!next) goto fail;
+    list = next;
+  }
+  return list;
+fail:
+  or_slist_free_secure(list);
+  return NULL;
+}
+
+int or_request_run(lua_State *L, or_session *s, or_action action, const char *path,
+                   int params_idx, int callback_idx) {
+  or_request *r;
+  int status, stream = 0;
+  size_t blen = strlen(s->base_url), plen = strlen(path);
+  if (s->closed) return luaL_error(L, "attempt to use a closed openrouter client");
+  if (s->busy)
+    return luaL_error(L, "openrouter client is busy: it cannot be used from inside its own callbacks");
+  r = (or_request *)lua_newuserdata(L, sizeof *r);
+  memset(r, 0, sizeof *r);
+  or_buffer_init(&r->body);
+  or_buffer_init(&r->response);
+  or_sse_init(&r->sse, s->max_response_bytes);
+  r->ref_callback = r->ref_acc = r->ref_stash = LUA_NOREF;
+  r->session = s;
+  r->action = action;
+  luaL_getmetatable(L, OR_REQUEST_MT);
+  lua_setmetatable(L, -2);
+  if (callback_idx) {
+    stream = 1;
+  } else if (params_idx) {
+    lua_getfield(L, params_idx, "stream");
+    stream = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  r->stream = stream;
+  if (params_idx) or_json_encode_request(L, params_idx, callback_idx != 0, params_idx, &r->body);
+  r->url = (char *)malloc(blen + plen + 1);
+  r->headers = build_headers(s, params_idx != 0, stream);
+  r->easy = or_session_take_easy(s);
+  if (!r->url || !r->headers || !r->easy) {
+    request_release(L, r);
+    return luaL_error(L, "openrouter: not enough memory");
+  }
+  memcpy(r->url, s->base_url, blen);
+  memcpy(r->url + blen, path, plen + 1);
+  if (callback_idx) {
+    lua_pushvalue(L, callback_idx);
+    r->ref_callback = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  s->busy = 1;
+  lua_pushcfunction(L, drive);
+  lua_pushlightuserdata(L, r);
+  status = lua_pcall(L, 1, 2, 0);
+  request_release(L, r);
+  s->busy = 0;
+  if (status != 0) return lua_error(L);
+  return 2;
+}

@@ -1,0 +1,450 @@
+/*
+** The stream assembler: absorbs decoded chunks one by one and builds a
+** response shaped like a non-streamed one (joined content and reasoning,
+** tool_calls merged by index, finish_reason, usage).
+**
+** The state is a Lua table:
+**   acc.meta     top-level fields of the chunks (id, model, provider, ...)
+**   acc.usage    the last usage seen
+**   acc.choices  [index + 1] = { role, content = {parts}, reasoning = {parts},
+**                  details = {...}, tools = {[index + 1] = {...}}, text = {parts},
+**                  refusal = {parts}, annotations = {...}, finish_reason, ... }
+*/
+#include "openrouter.h"
+
+#include <string.h>
+
+static int is_null(lua_State *L, int idx) {
+  return lua_isnil(L, idx) ||
+         (lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
+}
+
+/* t[field] as a table, created when missing; pushed. */
+static void subtable(lua_State *L, int t, const char *field) {
+  lua_getfield(L, t, field);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, t, field);
+  }
+}
+
+static void append(lua_State *L, int list, int value) {
+  lua_pushvalue(L, value);
+  lua_rawseti(L, list, (int)or_rawlen(L, list) + 1);
+}
+
+/* Appends src[field] to the parts list dst[field] when it is a string. */
+static void append_part(lua_State *L, int dst, int src, const char *field) {
+  lua_getfield(L, src, field);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    subtable(L, dst, field);
+    append(L, lua_gettop(L), lua_gettop(L) - 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Copies src[field] into dst[field] when it is set (not nil, not null). */
+static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
+  lua_getfield(L, src, field);
+  if (!is_null(L, -1))
+    lua_setfield(L, dst, field);
+  else
+    lua_pop(L, 1);
+}
+
+void or_stream_new_acc(lua_State *L) {
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_setfield(L, -2, "meta");
+  lua_newtable(L);
+  lua_setfield(L, -2, "choices");
+}
+
+int or_stream_has_data(lua_State *L, int acc) {
+  int yes, top = lua_gettop(L);
+  acc = or_absindex(L, acc);
+  lua_getfield(L, acc, "choices");
+  lua_pushnil(L);
+  yes = lua_next(L, -2) != 0;
+  lua_settop(L, top);
+  if (!yes) {
+    lua_getfield(L, acc, "usage");
+    yes = !lua_isnil(L, -1);
+    lua_settop(L, top);
+  }
+  return yes;
+}
+
+/* reasoning_details fragments of one block share type and index: join them. */
+static void absorb_detail(lua_State *L, int details, int item) {
+  static const char *const joined[] = {"text", "summary", "data", NULL};
+  int n = (int)or_rawlen(L, details), last, i, same = 0;
+  if (!lua_istable(L, item)) return;
+  if (n > 0) {
+    lua_rawgeti(L, details, n);
+    last = lua_gettop(L);
+    lua_getfield(L, last, "type");
+    lua_getfield(L, item, "type");
+    lua_getfield(L, last, "index");
+    lua_getfield(L, item, "index");
+    same = lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1) && !lua_isnil(L, -1);
+    lua_pop(L, 4);
+    if (same) {
+      for (i = 0; joined[i]; i++) {
+        lua_getfield(L, item, joined[i]);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+          lua_getfield(L, last, joined[i]);
+          if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+          } else {
+            lua_pop(L, 1);
+          }
+          lua_setfield(L, last, joined[i]);
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+      /* other fields (signature, id, format): the latest non-empty value wins */
+      lua_pushnil(L);
+      while (lua_next(L, item)) {
+        int skip = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+          const char *k = lua_tostring(L, -2);
+          for (i = 0; joined[i]; i++) skip |= strcmp(k, joined[i]) == 0;
+        }
+        if (!skip && !is_null(L, -1) &&
+            !(lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) == 0)) {
+          lua_pushvalue(L, -2);
+          lua_insert(L, -2);
+          lua_settable(L, last);
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+      return;
+    }
+    lua_pop(L, 1);
+  }
+  /* a new block: keep a copy, later fragments are joined into it */
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, item)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, -4);
+  }
+  lua_rawseti(L, details, n + 1);
+}
+
+static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
+  int idx, entry, fn;
+  if (!lua_istable(L, tc)) return;
+  lua_getfield(L, tc, "index");
+  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
+  lua_pop(L, 1);
+  if (idx < 0 || idx > 1000000) return;
+  lua_rawgeti(L, tools, idx + 1);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushinteger(L, idx);
+    lua_setfield(L, -2, "index");
+    lua_newtable(L);
+    lua_setfield(L, -2, "arguments");
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, tools, idx + 1);
+  }
+  entry = lua_gettop(L);
+  /* ids come on the first fragment; later ones may carry "" (treat as absent) */
+  lua_getfield(L, tc, "id");
+  if (lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) > 0)
+    lua_setfield(L, entry, "id");
+  else
+    lua_pop(L, 1);
+  lua_getfield(L, tc, "type");
+  if (lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) > 0)
+    lua_setfield(L, entry, "type");
+  else
+    lua_pop(L, 1);
+  lua_getfield(L, tc, "function");
+  fn = lua_gettop(L);
+  if (lua_istable(L, fn)) {
+    lua_getfield(L, fn, "name");
+    if (lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) > 0) {
+      lua_getfield(L, entry, "name");
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_setfield(L, entry, "name");
+      } else {
+        lua_pop(L, 2);
+      }
+    } else {
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, fn, "arguments");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_getfield(L, entry, "arguments");
+      append(L, lua_gettop(L), lua_gettop(L) - 1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, entry - 1);
+}
+
+static void absorb_choice(lua_State *L, int choices, int choice, int position) {
+  int idx, c, delta, top = lua_gettop(L);
+  lua_getfield(L, choice, "index");
+  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
+  lua_pop(L, 1);
+  if (idx < 0 || idx > 1000000) return;
+  lua_rawgeti(L, choices, idx + 1);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushinteger(L, idx);
+    lua_setfield(L, -2, "index");
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, choices, idx + 1);
+  }
+  c = lua_gettop(L);
+  copy_if_set(L, c, choice, "finish_reason");
+  copy_if_set(L, c, choice, "native_finish_reason");
+  append_part(L, c, choice, "text");  /* legacy completions */
+  lua_getfield(L, choice, "delta");
+  delta = lua_gettop(L);
+  if (lua_istable(L, delta)) {
+    int i, n;
+    copy_if_set(L, c, delta, "role");
+    append_part(L, c, delta, "content");
+    append_part(L, c, delta, "reasoning");
+    append_part(L, c, delta, "refusal");
+    lua_getfield(L, delta, "reasoning_details");
+    if (lua_istable(L, -1)) {
+      int list = lua_gettop(L);
+      subtable(L, c, "reasoning_details");
+      n = (int)or_rawlen(L, list);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        absorb_detail(L, list + 1, lua_gettop(L));
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, delta);
+    lua_getfield(L, delta, "tool_calls");
+    if (lua_istable(L, -1)) {
+      int list = lua_gettop(L);
+      subtable(L, c, "tools");
+      n = (int)or_rawlen(L, list);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        absorb_tool_call(L, list + 1, lua_gettop(L), i - 1);
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, delta);
+    lua_getfield(L, delta, "annotations");
+    if (lua_istable(L, -1)) {
+      int list = lua_gettop(L);
+      subtable(L, c, "annotations");
+      n = (int)or_rawlen(L, list);
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        append(L, list + 1, lua_gettop(L));
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_settop(L, top);
+}
+
+void or_stream_absorb(lua_State *L, int acc, int chunk) {
+  int meta, top = lua_gettop(L);
+  acc = or_absindex(L, acc);
+  chunk = or_absindex(L, chunk);
+  lua_getfield(L, acc, "meta");
+  meta = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, chunk)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (k && strcmp(k, "choices") != 0 && strcmp(k, "usage") != 0 &&
+        strcmp(k, "error") != 0 && strcmp(k, "object") != 0 && !is_null(L, -1)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, meta);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_getfield(L, chunk, "usage");
+  if (lua_istable(L, -1))
+    lua_setfield(L, acc, "usage");
+  else
+    lua_pop(L, 1);
+  lua_getfield(L, chunk, "choices");
+  if (lua_istable(L, -1)) {
+    int list = lua_gettop(L), i, n = (int)or_rawlen(L, list), choices;
+    lua_getfield(L, acc, "choices");
+    choices = lua_gettop(L);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, list, i);
+      if (lua_istable(L, -1)) absorb_choice(L, choices, lua_gettop(L), i - 1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+}
+
+/* Pushes the concatenation of the parts list c[field], or returns 0. */
+static int push_joined(lua_State *L, int c, const char *field) {
+  luaL_Buffer b;
+  int list, i, n;
+  lua_getfield(L, c, field);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  list = lua_gettop(L);
+  n = (int)or_rawlen(L, list);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, list);
+  return 1;
+}
+
+static void push_null(lua_State *L) {
+  lua_pushlightuserdata(L, NULL);
+}
+
+/* Sorted by index: tables keyed index + 1 may have holes. */
+static void push_compacted(lua_State *L, int sparse) {
+  int out = 0;
+  lua_Number i, max = 0;
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, sparse)) {
+    if (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) > max) max = lua_tonumber(L, -2);
+    lua_pop(L, 1);
+  }
+  for (i = 1; i <= max; i++) {
+    lua_rawgeti(L, sparse, (int)i);
+    if (lua_isnil(L, -1))
+      lua_pop(L, 1);
+    else
+      lua_rawseti(L, -2, ++out);
+  }
+}
+
+static void push_tool_calls(lua_State *L, int tools) {
+  int list, i, n;
+  push_compacted(L, tools);
+  list = lua_gettop(L);
+  n = (int)or_rawlen(L, list);
+  for (i = 1; i <= n; i++) {
+    int entry, call;
+    lua_rawgeti(L, list, i);
+    entry = lua_gettop(L);
+    lua_newtable(L);
+    call = lua_gettop(L);
+    copy_if_set(L, call, entry, "id");
+    lua_getfield(L, entry, "type");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "function");
+    }
+    lua_setfield(L, call, "type");
+    lua_newtable(L);
+    lua_getfield(L, entry, "name");
+    lua_setfield(L, -2, "name");
+    push_joined(L, entry, "arguments");
+    lua_setfield(L, -2, "arguments");
+    lua_setfield(L, call, "function");
+    lua_rawseti(L, list, i);
+    lua_pop(L, 1);
+  }
+}
+
+static void push_message(lua_State *L, int c) {
+  int msg;
+  lua_newtable(L);
+  msg = lua_gettop(L);
+  lua_getfield(L, c, "role");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "assistant");
+  }
+  lua_setfield(L, msg, "role");
+  if (!push_joined(L, c, "content")) {
+    lua_getfield(L, c, "tools");
+    if (lua_istable(L, -1))
+      push_null(L); /* as a non-streamed tool-call reply carries it */
+    else
+      lua_pushliteral(L, "");
+    lua_remove(L, -2);
+  }
+  lua_setfield(L, msg, "content");
+  if (push_joined(L, c, "reasoning")) lua_setfield(L, msg, "reasoning");
+  if (push_joined(L, c, "refusal")) lua_setfield(L, msg, "refusal");
+  copy_if_set(L, msg, c, "reasoning_details");
+  copy_if_set(L, msg, c, "annotations");
+  lua_getfield(L, c, "tools");
+  if (lua_istable(L, -1)) {
+    push_tool_calls(L, lua_gettop(L));
+    lua_setfield(L, msg, "tool_calls");
+  }
+  lua_pop(L, 1);
+}
+
+void or_stream_result(lua_State *L, int acc, or_action action) {
+  int res, list, i, n;
+  acc = or_absindex(L, acc);
+  lua_newtable(L);
+  res = lua_gettop(L);
+  lua_getfield(L, acc, "meta");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, res);
+  }
+  lua_pop(L, 1);
+  lua_pushstring(L, action == OR_ACTION_COMPLETION ? "text_completion" : "chat.completion");
+  lua_setfield(L, res, "object");
+  copy_if_set(L, res, acc, "usage");
+  lua_getfield(L, acc, "choices");
+  push_compacted(L, lua_gettop(L));
+  list = lua_gettop(L);
+  n = (int)or_rawlen(L, list);
+  for (i = 1; i <= n; i++) {
+    int c, out;
+    lua_rawgeti(L, list, i);
+    c = lua_gettop(L);
+    lua_newtable(L);
+    out = lua_gettop(L);
+    lua_getfield(L, c, "index");
+    lua_setfield(L, out, "index");
+    if (action == OR_ACTION_COMPLETION) {
+      if (!push_joined(L, c, "text")) lua_pushliteral(L, "");
+      lua_setfield(L, out, "text");
+      if (push_joined(L, c, "reasoning")) lua_setfield(L, out, "reasoning");
+    } else {
+      push_message(L, c);
+      lua_setfield(L, out, "message");
+    }
+    copy_if_set(L, out, c, "finish_reason");
+    copy_if_set(L, out, c, "native_finish_reason");
+    lua_rawseti(L, list, i);
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, res, "choices");
+  lua_pop(L, 1);
+}
