@@ -1,0 +1,62 @@
+rockspec_format = "3.0"
+package = "openrouter"
+version = "scm-1"
+
+source = {
+  url = "git+https://example.invalid/openrouter-lua.git",
+}
+
+description = {
+  summary = "OpenRouter API client for Lua, in C over libcurl: streaming, retries, conversations",
+  detailed = [[
+    require("openrouter") talks to the OpenRouter API (hundreds of LLMs behind one
+    HTTP API) from plain Lua, Neovim, LÖVE or Defold: models, completions, chat
+    completions with incremental SSE streaming parsed in C, credits, structured
+    errors, retries with backoff, keep-alive connections and timeouts.
+  ]],
+  license = "MIT",
+  labels = { "llm", "openrouter", "http", "curl", "sse" },
+}
+
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+
+-- A library check only: the header check fails on Debian's multiarch layout
+-- (curl.h lives in /usr/include/<triplet>/). Override with CURL_DIR=... or
+-- CURL_INCDIR=... / CURL_LIBDIR=... when libcurl is elsewhere.
+external_dependencies = {
+  platforms = {
+    windows = { CURL = { header = "curl/curl.h", library = "libcurl" } },
+    unix = { CURL = { library = "curl" } },
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["openrouter"] = "lua/openrouter/init.lua",
+    ["openrouter.core"] = {
+      sources = {
+        "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c", "src/errmap.c",
+        "src/errors.c", "src/json.c", "src/request.c", "src/session.c", "src/sse.c",
+        "src/stream.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl" },
+    },
+  },
+  platforms = {
+    windows = {
+      modules = { ["openrouter.core"] = { libraries = { "libcurl", "ws2_32" } } },
+    },
+  },
+}
+
+test = {
+  type = "command",
+  command = "make test",
+}
