@@ -25,7 +25,7 @@ static int error_tostring(lua_State *L) {
     int open = 0;
     luaL_addstring(&b, " (");
     if (lua_type(L, -2) == LUA_TNUMBER) {
-      lua_pushfstring(L, "HTTP %d", (int)lua_tonumber(L, -2));
+      lua_pushfstring(L, "HTTP %d", (int)lua_tointeger(L, -2));
       luaL_addvalue(&b);
       open = 1;
     }
@@ -79,9 +79,17 @@ void or_error_set_string(lua_State *L, int err, const char *field, const char *v
   lua_setfield(L, err, field);
 }
 
+/* Integral values become Lua integers on 5.3+, so they print as 429, not 429.0. */
+static void push_number(lua_State *L, double value) {
+  if (value == (double)(lua_Integer)value)
+    lua_pushinteger(L, (lua_Integer)value);
+  else
+    lua_pushnumber(L, value);
+}
+
 void or_error_set_number(lua_State *L, int err, const char *field, double value) {
   err = or_absindex(L, err);
-  lua_pushnumber(L, value);
+  push_number(L, value);
   lua_setfield(L, err, field);
 }
 
@@ -151,10 +159,15 @@ void or_error_fill_api(lua_State *L, int err, int body) {
     return;
   }
   lua_getfield(L, e, "code");
-  if (lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING)
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    push_number(L, lua_tonumber(L, -1));
     lua_setfield(L, err, "code");
-  else
     lua_pop(L, 1);
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    lua_setfield(L, err, "code");
+  } else {
+    lua_pop(L, 1);
+  }
   lua_getfield(L, e, "metadata");
   metadata = lua_gettop(L);
   if (lua_istable(L, metadata)) {

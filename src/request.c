@@ -366,12 +366,17 @@ static void set_common(lua_State *L, or_request *r, int err) {
   or_error_scrub(L, err, r->session->api_key.data, r->session->api_key.len);
 }
 
-/* Pushes an error for a body that is not an OpenRouter error object. */
+/* Pushes an error for a body that is not an OpenRouter error object: the
+** page title of an HTML error page (a proxy's 502), else an excerpt. */
 static void push_http_error(lua_State *L, or_request *r) {
-  char snippet[201], msg[300];
-  or_body_snippet(r->response.data ? r->response.data : "", r->response.len, snippet, sizeof snippet);
-  snprintf(msg, sizeof msg, "HTTP %ld%s%s", r->status, snippet[0] ? ": " : "", snippet);
-  or_error_new(L, "http", msg);
+  char snippet[201];
+  const char *body = r->response.data ? r->response.data : "";
+  const char *title = strstr(body, "<title>"), *end;
+  if (title && (end = strstr(title, "</title>")) != NULL && end > title + 7)
+    or_body_snippet(title + 7, (size_t)(end - title - 7), snippet, sizeof snippet);
+  else
+    or_body_snippet(body, r->response.len, snippet, sizeof snippet);
+  or_error_new(L, "http", snippet[0] ? snippet : "empty response body");
 }
 
 /* Decodes the buffered body; pushes the value, or an error (returns 0). */
