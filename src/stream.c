@@ -383,15 +383,15 @@ static void push_message(lua_State *L, int c) {
     lua_pushliteral(L, "assistant");
   }
   lua_setfield(L, msg, "role");
-  if (!push_joined(L, c, "content")) {
-    lua_getfield(L, c, "tools");
-    if (lua_istable(L, -1))
-      push_null(L); /* as a non-streamed tool-call reply carries it */
-    else
-      lua_pushliteral(L, "");
-    lua_remove(L, -2);
+  /* a tool-call reply carries content null when not streamed: the same here */
+  lua_getfield(L, c, "tools");
+  if (!push_joined(L, c, "content")) lua_pushliteral(L, "");
+  if (lua_istable(L, -2) && or_rawlen(L, -1) == 0) {
+    lua_pop(L, 1);
+    push_null(L);
   }
   lua_setfield(L, msg, "content");
+  lua_pop(L, 1);
   if (push_joined(L, c, "reasoning")) lua_setfield(L, msg, "reasoning");
   if (push_joined(L, c, "refusal")) lua_setfield(L, msg, "refusal");
   copy_if_set(L, msg, c, "reasoning_details");
