@@ -95,7 +95,9 @@ int luaopen_openrouter_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushliteral(L, OR_VERSION);
   lua_setfield(L, -2, "VERSION");
-  lua_pushstring(L, curl_version());
+  /* curl_version_info, not curl_version(): the latter initialises LDAP/SASL
+  ** globals that are never freed */
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
   lua_setfield(L, -2, "curl_version");
   return 1;
 }
