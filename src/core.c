@@ -67,6 +67,8 @@ static int core_sse_events(lua_State *L) {
 static const luaL_Reg core_functions[] = {
   {"new", or_session_new},
   {"_sse_events", core_sse_events},
+  {"json_encode", or_json_encode_lua},
+  {"json_decode", or_json_decode_lua},
   {NULL, NULL}
 };
 

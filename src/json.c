@@ -216,20 +216,23 @@ static void prepare(lua_State *L, int idx, walk *w) {
   if (!copy) lua_pushvalue(L, idx);
 }
 
-void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
-                            or_buffer *out) {
+/* Pushes the JSON text of the value at idx (tables prepared as above). */
+static void push_encoded(lua_State *L, int idx, int extra_stream, int argn) {
   walk w;
-  int top = lua_gettop(L), prepared;
-  const char *json;
-  size_t len;
+  int top, prepared;
   idx = or_absindex(L, idx);
+  top = lua_gettop(L);
   w.argn = argn;
   w.depth = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   w.ctx = lua_gettop(L);
   luaL_getmetatable(L, OR_ARRAY_MT);
   w.array_mt = lua_gettop(L);
-  prepare(L, idx, &w);
+  if (lua_istable(L, idx)) {
+    prepare(L, idx, &w);
+  } else {
+    lua_pushvalue(L, idx);
+  }
   prepared = lua_gettop(L);
   if (extra_stream) {
     if (lua_rawequal(L, prepared, idx)) {
@@ -245,22 +248,46 @@ void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
     const char *msg = lua_tostring(L, -1);
     luaL_argerror(L, argn, msg ? msg : "cannot encode as JSON");
   }
-  json = lua_tolstring(L, -1, &len);
-  or_buffer_clear(out);
   lua_getfield(L, w.ctx, "uses_sentinel");
   if (lua_toboolean(L, -1)) {
-    const char *p = json, *end = json + len, *hit;
-    size_t slen = sizeof sentinel_json - 1;
-    while ((hit = strstr(p, sentinel_json)) != NULL) {
-      if (or_buffer_append(out, p, (size_t)(hit - p)) || or_buffer_append(out, "[]", 2))
-        luaL_error(L, "not enough memory");
-      p = hit + slen;
-    }
-    if (or_buffer_append(out, p, (size_t)(end - p))) luaL_error(L, "not enough memory");
-  } else if (or_buffer_append(out, json, len)) {
-    luaL_error(L, "not enough memory");
+    lua_pop(L, 1);
+    luaL_gsub(L, lua_tostring(L, -1), sentinel_json, "[]");
+  } else {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
   }
-  lua_settop(L, top);
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
+                            or_buffer *out) {
+  size_t len;
+  const char *json;
+  push_encoded(L, idx, extra_stream, argn);
+  json = lua_tolstring(L, -1, &len);
+  or_buffer_clear(out);
+  if (or_buffer_append(out, json, len) != 0) luaL_error(L, "not enough memory");
+  lua_pop(L, 1);
+}
+
+/* core.json_encode(value) -> string; raises naming the field that cannot be encoded.
+** Empty tables under array keys (or marked with openrouter.array) become []. */
+int or_json_encode_lua(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  push_encoded(L, 1, 0, 1);
+  return 1;
+}
+
+/* core.json_decode(string) -> value, or nil, message. */
+int or_json_decode_lua(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  if (or_json_decode(L, s, len)) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
 }
 
 int or_json_decode(lua_State *L, const char *s, size_t len) {
