@@ -1,0 +1,1248 @@
+-- A local stand-in for the OpenRouter API, used by the test suite.
+--
+--   lua5.4 spec/support/emulator.lua [--host 127.0.0.1] [--port 0] [--parent-pid N]
+--
+-- Prints exactly one line on stdout, "OPENROUTER_EMULATOR_URL=http://HOST:PORT/api/v1", then
+-- serves until killed, until POST /_emulator/shutdown, or (with --parent-pid) until that
+-- process is gone. The request's "model" picks a scenario (see SCENARIOS); any other model id
+-- answers "Echo: <last user message>".
+--
+-- A real HTTP/1.1 server (keep-alive, chunked bodies, Expect: 100-continue), one coroutine per
+-- connection driven by a socket.select loop with a timer queue, so a stalled connection never
+-- blocks another one. Plain Lua for 5.1-5.4 and LuaJIT: lua-socket and lua-cjson only. Lua 5.1
+-- cannot yield across pcall, so connection code reports a dead peer by raising CLOSED and the
+-- scheduler, not a pcall, catches it.
+
+local socket = require("socket")
+local cjson = require("cjson").new()
+
+cjson.decode_invalid_numbers(false) -- NaN, Infinity, hex: not JSON, so a 400 like the real API
+cjson.encode_invalid_numbers("null") -- a logged body holding 1e999 must still encode
+
+local unpack = table.unpack or unpack
+local null = cjson.null
+
+local PROVIDER = "Emulator"
+local FINGERPRINT = "fp_emulator"
+local DEFAULT_MODEL = "openai/gpt-4o-mini"
+local CONTROL_PREFIX = "/_emulator/"
+local SPLIT_DELAY = 0.003 -- seconds between the writes of a split stream: separate TCP segments
+local REASONING_TEXT = "Thinking about it."
+local REASONING_FORMAT = "anthropic-claude-v1"
+local SIGNATURE = "sig-abc"
+-- "héllo wörld ✓ 😀 ", spelled in bytes: 2-, 3- and 4-byte UTF-8 characters to split.
+local AWKWARD_PREFIX = "h\195\169llo w\195\182rld \226\156\147 \240\159\152\128 "
+
+local REASONS = {
+  [100] = "Continue", [200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
+  [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [413] = "Payload Too Large",
+  [422] = "Unprocessable Entity", [429] = "Too Many Requests", [500] = "Internal Server Error",
+  [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
+  [524] = "A Timeout Occurred", [529] = "Site Overloaded",
+}
+
+-- Raised inside a connection coroutine when the peer is gone (or we reset it): ends it quietly.
+local CLOSED = setmetatable({}, { __tostring = function() return "connection closed" end })
+
+---------------------------------------------------------------------------------------------
+-- JSON and text helpers
+---------------------------------------------------------------------------------------------
+
+-- Debian's lua-cjson has no empty_array and encodes {} as an object. A field that must be []
+-- holds this sentinel string, swapped for [] after encoding.
+local EMPTY_ARRAY = "\0emulator:empty-array\0"
+local EMPTY_ARRAY_PATTERN = (cjson.encode(EMPTY_ARRAY):gsub("%p", "%%%0"))
+
+-- lua-cjson also escapes every "/" as "\/", which OpenRouter does not. Every "/" in its output
+-- is escaped, so dropping the backslash of each "\/" is exact, even after an escaped "\\".
+local function json_encode(value)
+  return (cjson.encode(value):gsub(EMPTY_ARRAY_PATTERN, "[]"):gsub("\\/", "/"))
+end
+
+local function json_array(list)
+  if #list == 0 then return EMPTY_ARRAY end
+  return list
+end
+
+local function error_body(code, message)
+  return { error = { code = code, message = message } }
+end
+
+local function count_words(text)
+  local _, n = text:gsub("%S+", "")
+  return n
+end
+
+-- Iterates over `text` in word-sized pieces ("Echo: ", "hi") whose concatenation is `text`;
+-- lazily, so that a 100000-word reply never becomes a table.
+local function pieces(text)
+  local pos = 1
+  return function()
+    if pos > #text then return nil end
+    local _, last = text:find("^%s*%S+%s*", pos)
+    last = last or #text
+    local piece = text:sub(pos, last)
+    pos = last + 1
+    return piece
+  end
+end
+
+-- The text of a message's content: a string, or the text parts of a parts array.
+local function content_text(content)
+  if type(content) == "string" then return content end
+  local texts = {}
+  if type(content) == "table" then
+    for _, part in ipairs(content) do
+      if type(part) == "table" and part.type == "text" and type(part.text) == "string" then
+        texts[#texts + 1] = part.text
+      end
+    end
+  end
+  return table.concat(texts, " ")
+end
+
+local function last_user_text(messages)
+  for i = #messages, 1, -1 do
+    local message = messages[i]
+    if type(message) == "table" and message.role == "user" then
+      return content_text(message.content)
+    end
+  end
+  return ""
+end
+
+-- A legacy `prompt`: a string or a list of strings.
+local function prompt_text(prompt)
+  if type(prompt) == "table" then return content_text(prompt) end
+  return type(prompt) == "string" and prompt or ""
+end
+
+-- The trailing `tool` messages' contents joined with "; ", or nil when the last message is not
+-- a tool result.
+local function trailing_tool_results(messages)
+  local results = {}
+  for i = #messages, 1, -1 do
+    local message = messages[i]
+    if type(message) ~= "table" or message.role ~= "tool" then break end
+    table.insert(results, 1, content_text(message.content))
+  end
+  if #results == 0 then return nil end
+  return table.concat(results, "; ")
+end
+
+local function is_continuation_byte(b)
+  return b ~= nil and b >= 0x80 and b < 0xC0
+end
+
+-- At most 100 bytes of `s`, middle-truncated with "..." as OpenRouter's moderation
+-- `flagged_input`, never splitting a UTF-8 character.
+local function middle_truncate(s)
+  if #s <= 100 then return s end
+  local head_end, tail_start = 48, #s - 48
+  while is_continuation_byte(s:byte(head_end + 1)) do head_end = head_end - 1 end
+  while is_continuation_byte(s:byte(tail_start)) do tail_start = tail_start + 1 end
+  return s:sub(1, head_end) .. "..." .. s:sub(tail_start)
+end
+
+-- RFC 7231 IMF-fixdate. Lua never calls setlocale, so %a and %b are English.
+local function http_date(t)
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+end
+
+local generation_count = 0
+local function new_generation_id()
+  generation_count = generation_count + 1
+  return string.format("gen-%d-emu%08d", os.time(), generation_count)
+end
+
+---------------------------------------------------------------------------------------------
+-- Scheduler: coroutines yield ("read", sock), ("write", sock) or ("sleep", seconds)
+---------------------------------------------------------------------------------------------
+
+local sched = {
+  readers = {}, -- socket -> coroutine waiting for it to be readable
+  writers = {}, -- socket -> coroutine waiting for it to be writable
+  timers = {}, -- min-heap of { at = time, seq = n, co = coroutine }, earliest first
+  seq = 0, -- tie-breaker: timers due at the same time run in the order they were set
+  cleanup = {}, -- coroutine -> function run when it ends, normally or by an error
+}
+
+local function earlier(a, b)
+  return a.at < b.at or (a.at == b.at and a.seq < b.seq)
+end
+
+local function heap_push(heap, item)
+  heap[#heap + 1] = item
+  local i = #heap
+  while i > 1 do
+    local parent = math.floor(i / 2)
+    if not earlier(heap[i], heap[parent]) then break end
+    heap[i], heap[parent] = heap[parent], heap[i]
+    i = parent
+  end
+end
+
+local function heap_pop(heap)
+  local top, last = heap[1], table.remove(heap)
+  if #heap == 0 then return top end
+  heap[1] = last
+  local i = 1
+  while true do
+    local smallest, left, right = i, 2 * i, 2 * i + 1
+    if heap[left] and earlier(heap[left], heap[smallest]) then smallest = left end
+    if heap[right] and earlier(heap[right], heap[smallest]) then smallest = right end
+    if smallest == i then return top end
+    heap[i], heap[smallest] = heap[smallest], heap[i]
+    i = smallest
+  end
+end
+
+local function resume(co)
+  local ok, op, arg = coroutine.resume(co)
+  if coroutine.status(co) == "dead" then
+    if not ok and op ~= CLOSED then
+      io.stderr:write("emulator: ", debug.traceback(co, tostring(op)), "\n")
+    end
+    local cleanup = sched.cleanup[co]
+    sched.cleanup[co] = nil
+    if cleanup then cleanup() end
+  elseif op == "read" then
+    sched.readers[arg] = co
+  elseif op == "write" then
+    sched.writers[arg] = co
+  else
+    sched.seq = sched.seq + 1
+    heap_push(sched.timers, { at = socket.gettime() + arg, seq = sched.seq, co = co })
+  end
+end
+
+local function spawn(fn, cleanup)
+  local co = coroutine.create(fn)
+  sched.cleanup[co] = cleanup
+  resume(co)
+end
+
+local function sleep(seconds)
+  coroutine.yield("sleep", seconds)
+end
+
+local function wake(waiting, sock)
+  local co = waiting[sock]
+  if co then
+    waiting[sock] = nil
+    resume(co)
+  end
+end
+
+local function run_due_timers()
+  local now = socket.gettime()
+  while sched.timers[1] and sched.timers[1].at <= now do
+    resume(heap_pop(sched.timers).co)
+  end
+end
+
+-- Wakes at least every TICK seconds even when idle: lua.c turns SIGINT into an error raised at
+-- the next Lua instruction, and LuaSocket's select retries on EINTR without returning.
+local TICK = 0.5
+
+local function select_timeout()
+  local first = sched.timers[1]
+  if not first then return TICK end
+  return math.min(TICK, math.max(0, first.at - socket.gettime()))
+end
+
+---------------------------------------------------------------------------------------------
+-- Connection I/O (inside a connection coroutine)
+---------------------------------------------------------------------------------------------
+
+-- Appends what the peer sent to conn.buf, suspending until something arrives.
+local function fill(conn)
+  while true do
+    local data, err, partial = conn.sock:receive(65536)
+    local got = data or partial
+    if got and #got > 0 then
+      conn.buf = conn.buf .. got
+      return
+    end
+    if err ~= "timeout" then error(CLOSED, 0) end
+    coroutine.yield("read", conn.sock)
+  end
+end
+
+local function read_line(conn)
+  while true do
+    local nl = conn.buf:find("\n", 1, true)
+    if nl then
+      local line = conn.buf:sub(1, nl - 1)
+      conn.buf = conn.buf:sub(nl + 1)
+      return (line:gsub("\r$", ""))
+    end
+    fill(conn)
+  end
+end
+
+-- Collects the pieces in a table: appending to conn.buf would copy a large body again and
+-- again as it grows.
+local function read_exact(conn, n)
+  local parts, have = { conn.buf }, #conn.buf
+  while have < n do
+    conn.buf = ""
+    fill(conn)
+    parts[#parts + 1] = conn.buf
+    have = have + #conn.buf
+  end
+  local all = table.concat(parts)
+  conn.buf = all:sub(n + 1)
+  return all:sub(1, n)
+end
+
+local function write(conn, data)
+  local sent = 0
+  while sent < #data do
+    local last, err, partial = conn.sock:send(data, sent + 1)
+    if last then
+      sent = last
+    elseif err == "timeout" then
+      sent = partial
+      coroutine.yield("write", conn.sock)
+    else
+      error(CLOSED, 0)
+    end
+  end
+end
+
+-- Aborts the connection with a TCP RST (linger 0) instead of an orderly FIN. The short sleep
+-- first lets bytes already written reach the client: an RST discards unsent data.
+local function reset_connection(conn)
+  sleep(0.01)
+  conn.sock:setoption("linger", { on = true, timeout = 0 })
+  conn.sock:close()
+  error(CLOSED, 0)
+end
+
+-- Never answers: discards input until the client goes away, which ends the coroutine.
+local function wait_for_peer_close(conn)
+  while true do
+    conn.buf = ""
+    fill(conn)
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- HTTP/1.1 requests and responses
+---------------------------------------------------------------------------------------------
+
+local function read_chunked_body(conn)
+  local parts = {}
+  while true do
+    local size = tonumber(read_line(conn):match("^%s*(%x+)") or "", 16)
+    if not size then return nil, "bad chunk size" end
+    if size == 0 then break end
+    parts[#parts + 1] = read_exact(conn, size)
+    read_line(conn) -- the CRLF closing the chunk data
+  end
+  repeat local trailer = read_line(conn) until trailer == ""
+  return table.concat(parts)
+end
+
+local function read_body(conn, req)
+  local te = req.headers["transfer-encoding"]
+  local length = req.headers["content-length"]
+  local chunked = te and te:lower():find("chunked", 1, true)
+  if not chunked and not length then return "" end
+  if not chunked and not length:match("^%d+$") then return nil, "bad Content-Length" end
+  if req.headers["expect"] and req.headers["expect"]:lower() == "100-continue"
+      and req.version == "1.1" then
+    write(conn, "HTTP/1.1 100 Continue\r\n\r\n")
+  end
+  if chunked then return read_chunked_body(conn) end
+  return read_exact(conn, tonumber(length))
+end
+
+local function read_headers(conn, req)
+  while true do
+    local line = read_line(conn)
+    if line == "" then return true end
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if not name then return nil end
+    local key = name:lower()
+    req.header_list[#req.header_list + 1] = { name, value }
+    req.headers[key] = req.headers[key] and (req.headers[key] .. ", " .. value) or value
+  end
+end
+
+local function wants_close(req)
+  local connection = (req.headers["connection"] or ""):lower()
+  if req.version == "1.0" then return not connection:find("keep-alive", 1, true) end
+  return connection:find("close", 1, true) ~= nil
+end
+
+-- Reads one request; nil, reason when it is malformed.
+local function read_request(conn)
+  local line = read_line(conn)
+  while line == "" do line = read_line(conn) end -- RFC 7230 3.5: ignore stray empty lines
+  local method, target, version = line:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
+  if not method then return nil, "bad request line" end
+  local req = { method = method, version = version, headers = {}, header_list = {} }
+  req.path, req.query = target:match("^([^?]*)%??(.*)$")
+  if not read_headers(conn, req) then return nil, "bad header line" end
+  local body, err = read_body(conn, req)
+  if not body then return nil, err end
+  req.body = body
+  return req
+end
+
+local function response_head(conn, status, headers)
+  local lines = { "HTTP/1.1 " .. status .. " " .. (REASONS[status] or "Unknown") }
+  for _, header in ipairs(headers) do lines[#lines + 1] = header[1] .. ": " .. header[2] end
+  lines[#lines + 1] = "Server: openrouter-emulator"
+  lines[#lines + 1] = "Date: " .. http_date()
+  lines[#lines + 1] = "Connection: " .. (conn.closing and "close" or "keep-alive")
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+local function respond(conn, status, content_type, body, headers)
+  local all = { { "Content-Type", content_type }, { "Content-Length", #body } }
+  for _, header in ipairs(headers or {}) do all[#all + 1] = header end
+  write(conn, response_head(conn, status, all) .. body)
+end
+
+local function respond_json(conn, status, value, headers)
+  respond(conn, status, "application/json", json_encode(value), headers)
+end
+
+local function write_chunk(conn, data)
+  write(conn, string.format("%x\r\n", #data) .. data .. "\r\n")
+end
+
+---------------------------------------------------------------------------------------------
+-- SSE sinks: how the events of a stream reach the wire
+---------------------------------------------------------------------------------------------
+
+-- Each event in its own HTTP chunk (and TCP segment), `delay` seconds apart when given.
+local function direct_sink(conn, delay)
+  local first = true
+  return {
+    emit = function(event)
+      if delay and not first then sleep(delay) end
+      first = false
+      write_chunk(conn, event)
+    end,
+    flush = function() end,
+  }
+end
+
+-- Events packed into ~16 KiB HTTP chunks: the fastest way to push a very long stream.
+local function batched_sink(conn)
+  local pending, size = {}, 0
+  local sink = {}
+  function sink.flush()
+    if size == 0 then return end
+    write_chunk(conn, table.concat(pending))
+    pending, size = {}, 0
+  end
+  function sink.emit(event)
+    pending[#pending + 1] = event
+    size = size + #event
+    if size >= 16384 then sink.flush() end
+  end
+  return sink
+end
+
+-- Byte offsets after which the awkward stream is cut: inside every "data:" prefix, in the
+-- middle of every JSON line, between every \r and \n, and after the lead byte of every
+-- multibyte UTF-8 character. Cuts near event ends also put the tail of one event and the head
+-- of the next into the same write.
+local function awkward_cuts(s)
+  local set, from = {}, 1
+  while true do
+    local at = s:find("data:", from, true)
+    if not at then break end
+    set[at + 1], set[at + 24] = true, true
+    from = at + 5
+  end
+  for i = 1, #s do
+    local b = s:byte(i)
+    if b == 13 or b >= 0xC0 then set[i] = true end
+  end
+  local cuts = {}
+  for at in pairs(set) do
+    if at < #s then cuts[#cuts + 1] = at end
+  end
+  table.sort(cuts)
+  return cuts
+end
+
+-- The whole stream with CRLF line ends, written at the end in awkward fragments.
+local function awkward_sink(conn)
+  local events = {}
+  return {
+    emit = function(event) events[#events + 1] = (event:gsub("\n", "\r\n")) end,
+    flush = function()
+      local s, previous = table.concat(events), 0
+      for _, at in ipairs(awkward_cuts(s)) do
+        write_chunk(conn, s:sub(previous + 1, at))
+        sleep(SPLIT_DELAY)
+        previous = at
+      end
+      write_chunk(conn, s:sub(previous + 1))
+    end,
+  }
+end
+
+local function new_sse(sink)
+  return {
+    comment = function() sink.emit(": OPENROUTER PROCESSING\n\n") end,
+    data = function(value) sink.emit("data: " .. json_encode(value) .. "\n\n") end,
+    done = function() sink.emit("data: [DONE]\n\n") end,
+  }
+end
+
+---------------------------------------------------------------------------------------------
+-- OpenRouter response shapes
+---------------------------------------------------------------------------------------------
+
+local TOOL_CALLS = {
+  { id = "call_1", type = "function",
+    ["function"] = { name = "get_weather", arguments = '{"city":"Paris"}' } },
+  { id = "call_2", type = "function",
+    ["function"] = { name = "get_time", arguments = '{"tz":"Europe/Paris"}' } },
+}
+
+-- The same calls as streamed fragments, merged by `index` on the client. Continuations carry
+-- no id or an empty one, as GLM sends them.
+local TOOL_CALL_FRAGMENTS = {
+  { index = 0, id = "call_1", type = "function",
+    ["function"] = { name = "get_weather", arguments = "" } },
+  { index = 0, ["function"] = { arguments = '{"city":' } },
+  { index = 0, id = "", ["function"] = { arguments = '"Paris"}' } },
+  { index = 1, id = "call_2", type = "function",
+    ["function"] = { name = "get_time", arguments = "" } },
+  { index = 1, id = "", type = "function", ["function"] = { arguments = '{"tz":' } },
+  { index = 1, ["function"] = { arguments = '"Europe/Paris"}' } },
+}
+
+local function usage(ctx)
+  local reasoning_tokens = ctx.reasoning and count_words(REASONING_TEXT) or 0
+  local prompt = ctx.prompt_tokens
+  local completion = ctx.completion_tokens + reasoning_tokens
+  local prompt_cost, completion_cost = prompt * 0.00000015, completion * 0.0000006
+  return {
+    prompt_tokens = prompt, completion_tokens = completion, total_tokens = prompt + completion,
+    cost = prompt_cost + completion_cost, is_byok = false,
+    prompt_tokens_details = { cached_tokens = 0, cache_write_tokens = 0, audio_tokens = 0,
+                              video_tokens = 0 },
+    completion_tokens_details = { reasoning_tokens = reasoning_tokens, image_tokens = 0,
+                                  audio_tokens = 0 },
+    cost_details = { upstream_inference_cost = prompt_cost + completion_cost,
+                     upstream_inference_prompt_cost = prompt_cost,
+                     upstream_inference_completions_cost = completion_cost },
+  }
+end
+
+-- The fields every response and chunk share.
+local function envelope(ctx, object, choices)
+  local chat = ctx.kind == "chat"
+  return {
+    id = ctx.id, object = chat and object or "text_completion", created = ctx.created,
+    model = ctx.model, provider = PROVIDER, system_fingerprint = chat and FINGERPRINT or nil,
+    choices = choices,
+  }
+end
+
+local function finish_fields(choice, finish)
+  choice.finish_reason = finish or null
+  choice.native_finish_reason = finish or null
+  choice.logprobs = null
+  return choice
+end
+
+-- A stream chunk with one choice; legacy completions carry `text` where chat has `delta`.
+local function chunk(ctx, delta, finish)
+  local choice = { index = 0 }
+  if ctx.kind == "chat" then
+    choice.delta = delta
+  else
+    choice.text = delta.content or ""
+    choice.reasoning, choice.reasoning_details = delta.reasoning, delta.reasoning_details
+  end
+  return envelope(ctx, "chat.completion.chunk", { finish_fields(choice, finish) })
+end
+
+local function usage_chunk(ctx)
+  local event = envelope(ctx, "chat.completion.chunk", EMPTY_ARRAY)
+  event.usage = usage(ctx)
+  return event
+end
+
+local function reasoning_details(text, signature)
+  return { { type = "reasoning.text", text = text, signature = signature, id = null,
+             format = REASONING_FORMAT, index = 0 } }
+end
+
+local function completion_body(ctx)
+  local finish = ctx.tool_calls and "tool_calls" or "stop"
+  local reasoning = ctx.reasoning and REASONING_TEXT or null
+  local choice = { index = 0 }
+  if ctx.kind == "chat" then
+    choice.message = {
+      role = "assistant", content = ctx.tool_calls and null or ctx.reply, refusal = null,
+      reasoning = reasoning, tool_calls = ctx.tool_calls and TOOL_CALLS or nil,
+      reasoning_details = ctx.reasoning and reasoning_details(REASONING_TEXT, SIGNATURE) or nil,
+    }
+  else
+    choice.text, choice.reasoning = ctx.reply, reasoning
+  end
+  local body = envelope(ctx, "chat.completion", { finish_fields(choice, finish) })
+  body.service_tier = ctx.kind == "chat" and null or nil
+  body.usage = usage(ctx)
+  return body
+end
+
+local function respond_completion(ctx)
+  respond_json(ctx.conn, 200, completion_body(ctx), { { "X-Generation-Id", ctx.id } })
+end
+
+local function open_stream(ctx)
+  write(ctx.conn, response_head(ctx.conn, 200, {
+    { "Content-Type", "text/event-stream" }, { "Cache-Control", "no-cache" },
+    { "Transfer-Encoding", "chunked" }, { "X-Generation-Id", ctx.id },
+  }))
+end
+
+-- Sends `events(ctx, sse)` as an SSE response. Scenarios that abort the connection raise
+-- CLOSED from inside `events` and never get here past it.
+local function stream(ctx, sink, events)
+  open_stream(ctx)
+  events(ctx, new_sse(sink))
+  sink.flush()
+  write(ctx.conn, "0\r\n\r\n") -- last chunk: the connection stays usable
+end
+
+local function stream_opening(ctx, sse)
+  sse.comment()
+  sse.data(chunk(ctx, { role = "assistant", content = "" }))
+end
+
+local function stream_reasoning(ctx, sse)
+  for piece in pieces(REASONING_TEXT) do
+    sse.data(chunk(ctx, { reasoning = piece, reasoning_details = {
+      { type = "reasoning.text", text = piece, index = 0, format = REASONING_FORMAT } } }))
+  end
+  -- Anthropic's signature arrives alone, after the text it signs.
+  sse.data(chunk(ctx, { reasoning_details = {
+    { type = "reasoning.text", text = "", signature = SIGNATURE, index = 0,
+      format = REASONING_FORMAT } } }))
+end
+
+local function stream_body(ctx, sse)
+  if ctx.tool_calls then
+    for _, fragment in ipairs(TOOL_CALL_FRAGMENTS) do
+      sse.data(chunk(ctx, { tool_calls = { fragment } }))
+    end
+    return
+  end
+  for piece in pieces(ctx.reply) do sse.data(chunk(ctx, { content = piece })) end
+end
+
+local function stream_ending(ctx, sse)
+  local finish = chunk(ctx, {}, ctx.tool_calls and "tool_calls" or "stop")
+  if ctx.usage_on_choice then
+    finish.usage = usage(ctx)
+    sse.data(finish)
+  else
+    sse.data(finish)
+    sse.data(usage_chunk(ctx))
+  end
+  sse.done()
+end
+
+local function standard_events(ctx, sse)
+  for _ = 1, ctx.keepalives or 0 do
+    sse.comment()
+    sleep(0.1)
+  end
+  stream_opening(ctx, sse)
+  if ctx.reasoning then stream_reasoning(ctx, sse) end
+  stream_body(ctx, sse)
+  stream_ending(ctx, sse)
+end
+
+-- Answers with ctx.reply (or tool calls) as an ordinary model would, streamed when asked.
+local function answer(ctx, sink)
+  if not ctx.stream then return respond_completion(ctx) end
+  stream(ctx, sink or direct_sink(ctx.conn), standard_events)
+end
+
+-- The first `n` content chunks of the reply, after the usual opening.
+local function stream_partial(ctx, sse, n)
+  stream_opening(ctx, sse)
+  local next_piece = pieces(ctx.reply)
+  for _ = 1, n do
+    local piece = next_piece()
+    if piece then sse.data(chunk(ctx, { content = piece })) end
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Scenarios, picked by the request's model: "emulator/<name>[:<args>]"
+---------------------------------------------------------------------------------------------
+
+local function invalid_model(ctx)
+  local body = error_body(400, ctx.model .. " is not a valid model ID")
+  body.user_id = "user_emulator"
+  respond_json(ctx.conn, 400, body)
+end
+
+local function retry_after_value(spec)
+  local seconds = spec:match("^date(%d+)$")
+  if seconds then return http_date(os.time() + tonumber(seconds)) end
+  return spec
+end
+
+-- A scenario that always answers with the same error status and body.
+local function failing(status, make_body)
+  return { run = function(ctx) respond_json(ctx.conn, status, make_body(ctx)) end }
+end
+
+local NO_ENDPOINTS_BODY = { error = {
+  message = "No endpoints for openai/gpt-5.2 match your data policy (zero data retention). "
+    .. "Adjust at https://openrouter.ai/settings/privacy.",
+  error_type = "not_found", http_status = 404,
+  availability = {
+    code = "privacy_restricted", retryable = false, requested_models = { "openai/gpt-5.2" },
+    affected_providers = { "openai", "azure" }, excluded_by = { "data_policy:zdr" },
+    docs_url = "https://openrouter.ai/docs/errors#privacy_restricted",
+  },
+} }
+
+local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>"
+  .. "502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+
+-- Scenarios by model id (chat and legacy completions alike unless noted; a stream-only
+-- scenario answers a non-streamed request like an ordinary model, and the reverse):
+--   <any other id>           echo ("Echo: <last user text or prompt>")
+--   emulator/awkward         stream: CRLF, written in fragments split mid-line, inside
+--                            "data:", between \r and \n and inside UTF-8 characters
+--   emulator/usage-on-choice stream: usage rides on the finish chunk, no empty-choices chunk
+--   emulator/reasoning       reasoning + reasoning_details (signature-only delta when streamed)
+--   emulator/tools           chat: two tool calls; "Tool results: ..." once the last message is
+--                            a tool result
+--   emulator/mid-stream-error  stream: two content chunks, an error chunk, no [DONE]; else 502
+--   missing/<x>, emulator/<unknown>   400 "... is not a valid model ID"
+--   emulator/moderation 403, emulator/provider-error 400 (metadata.raw), emulator/no-code 404
+--   (no error.code), emulator/string-code 500 ("server_error"), emulator/error-200,
+--   emulator/html-502, emulator/malformed (truncated JSON), emulator/empty (empty body)
+--   emulator/fail:<status>:<times>[:<seconds>|:date<seconds>]  the first <times> requests with
+--                            that exact model fail (with Retry-After), then echo
+--   emulator/slow:<ms>       waits before answering, or between every SSE event
+--   emulator/keepalive:<n>   stream: n ": OPENROUTER PROCESSING" comments 100 ms apart first
+--   emulator/reset           RST without answering; emulator/reset-mid-body: RST halfway
+--                            through the body; emulator/reset-mid-stream: RST after 2 chunks
+--   emulator/stall           never answers; emulator/stall-mid-stream: one chunk, then silence
+--   emulator/long:<n>        n one-word content chunks, as fast as possible
+--
+-- `pattern` matches the text after "emulator/<name>:" (default: nothing); its captures are
+-- passed to `run` after the request context.
+local SCENARIOS = {}
+
+SCENARIOS.echo = { run = function(ctx) answer(ctx) end }
+
+SCENARIOS.awkward = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  ctx.reply = AWKWARD_PREFIX .. ctx.reply
+  ctx.completion_tokens = count_words(ctx.reply)
+  answer(ctx, awkward_sink(ctx.conn))
+end }
+
+SCENARIOS["usage-on-choice"] = { run = function(ctx)
+  ctx.usage_on_choice = true
+  answer(ctx)
+end }
+
+SCENARIOS.reasoning = { run = function(ctx)
+  ctx.reasoning = true
+  answer(ctx)
+end }
+
+SCENARIOS.tools = { run = function(ctx)
+  if ctx.kind == "chat" then
+    local results = trailing_tool_results(ctx.body.messages)
+    if results then
+      ctx.reply = "Tool results: " .. results
+      ctx.completion_tokens = count_words(ctx.reply)
+    else
+      ctx.tool_calls = true
+    end
+  end
+  answer(ctx)
+end }
+
+local PROVIDER_DISCONNECTED = { code = 502, message = "Provider disconnected",
+  metadata = { error_type = "provider_unavailable", provider_name = PROVIDER } }
+
+SCENARIOS["mid-stream-error"] = { run = function(ctx)
+  if not ctx.stream then
+    return respond_json(ctx.conn, 502, { error = PROVIDER_DISCONNECTED })
+  end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    local event = chunk(ctx, { content = "" }, "error")
+    event.error = PROVIDER_DISCONNECTED
+    sse.data(event) -- and no [DONE]
+  end)
+end }
+
+SCENARIOS.moderation = failing(403, function(ctx)
+  return { error = { code = 403,
+    message = ctx.model .. ' requires moderation on OpenAI. Your input was flagged for "violence".',
+    metadata = { reasons = { "violence" }, flagged_input = middle_truncate(ctx.input),
+                 provider_name = "OpenAI", model_slug = ctx.model } } }
+end)
+
+SCENARIOS["provider-error"] = failing(400, function()
+  local raw = '{"error":{"type":"invalid_request_error",'
+    .. '"message":"Model supports at most 1 image per prompt."}}'
+  return { error = { code = 400, message = "Provider returned error",
+                     metadata = { raw = raw, provider_name = "Crucible", is_byok = false } },
+           user_id = "user_emulator" }
+end)
+
+SCENARIOS["no-code"] = failing(404, function() return NO_ENDPOINTS_BODY end)
+
+SCENARIOS["string-code"] = failing(500, function()
+  return error_body("server_error", "Internal Server Error")
+end)
+
+SCENARIOS["error-200"] = { run = function(ctx)
+  respond_json(ctx.conn, 200, error_body(400, "Upstream rejected the request"),
+               { { "X-Generation-Id", ctx.id } })
+end }
+
+SCENARIOS.fail = { pattern = "^(%d%d%d):(%d+):?(%w*)$", run = function(ctx, status, times, ra)
+  if not (ra:match("^%d*$") or ra:match("^date%d+$")) then return invalid_model(ctx) end
+  local counts = ctx.conn.server.fail_counts
+  counts[ctx.model] = (counts[ctx.model] or 0) + 1
+  if counts[ctx.model] > tonumber(times) then return answer(ctx) end
+  status = tonumber(status)
+  local message = status == 429 and "Rate limit exceeded" or REASONS[status] or "Error"
+  local headers = {}
+  if ra ~= "" then headers[1] = { "Retry-After", retry_after_value(ra) } end
+  respond_json(ctx.conn, status, error_body(status, message), headers)
+end }
+
+SCENARIOS["html-502"] = { run = function(ctx)
+  respond(ctx.conn, 502, "text/html", HTML_502)
+end }
+
+SCENARIOS.malformed = { run = function(ctx)
+  respond(ctx.conn, 200, "application/json", '{"id":"gen-x","choices":[{"message":{"content":"hel',
+          { { "X-Generation-Id", "gen-x" } })
+end }
+
+SCENARIOS.empty = { run = function(ctx)
+  respond(ctx.conn, 200, "application/json", "", { { "X-Generation-Id", ctx.id } })
+end }
+
+SCENARIOS.slow = { pattern = "^(%d+)$", run = function(ctx, ms)
+  local delay = tonumber(ms) / 1000
+  if ctx.stream then return answer(ctx, direct_sink(ctx.conn, delay)) end
+  sleep(delay)
+  answer(ctx)
+end }
+
+SCENARIOS.keepalive = { pattern = "^(%d+)$", run = function(ctx, n)
+  ctx.keepalives = tonumber(n)
+  answer(ctx)
+end }
+
+SCENARIOS.reset = { run = function(ctx) reset_connection(ctx.conn) end }
+
+SCENARIOS["reset-mid-body"] = { run = function(ctx)
+  if ctx.stream then return answer(ctx) end
+  local body = json_encode(completion_body(ctx))
+  write(ctx.conn, response_head(ctx.conn, 200, {
+    { "Content-Type", "application/json" }, { "Content-Length", #body },
+    { "X-Generation-Id", ctx.id } }) .. body:sub(1, math.floor(#body / 2)))
+  reset_connection(ctx.conn)
+end }
+
+SCENARIOS["reset-mid-stream"] = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    reset_connection(ctx.conn)
+  end)
+end }
+
+SCENARIOS.stall = { run = function(ctx) wait_for_peer_close(ctx.conn) end }
+
+SCENARIOS["stall-mid-stream"] = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    sse.comment()
+    sse.data(chunk(ctx, { role = "assistant", content = pieces(ctx.reply)() }))
+    wait_for_peer_close(ctx.conn)
+  end)
+end }
+
+SCENARIOS.long = { pattern = "^(%d+)$", run = function(ctx, n)
+  ctx.reply = string.rep("tok ", tonumber(n))
+  ctx.completion_tokens = tonumber(n)
+  answer(ctx, batched_sink(ctx.conn))
+end }
+
+-- The scenario for `model` and the captures of its arguments; nil for an unknown model.
+local function pick_scenario(model)
+  if model:find("^missing/") then return nil end
+  local name, args = model:match("^emulator/([%w%-]+):?(.*)$")
+  if not name then return SCENARIOS.echo, {} end
+  local scenario = SCENARIOS[name]
+  if not scenario then return nil end
+  local captures = { args:match(scenario.pattern or "^$") }
+  if captures[1] == nil then return nil end
+  return scenario, captures
+end
+
+---------------------------------------------------------------------------------------------
+-- API endpoints
+---------------------------------------------------------------------------------------------
+
+local TEXT_PARAMS = { "max_tokens", "temperature", "top_p", "stop", "frequency_penalty",
+  "presence_penalty", "seed", "response_format", "structured_outputs", "tools", "tool_choice" }
+local REASONING_PARAMS = { "reasoning", "include_reasoning" }
+local SAMPLING_PARAMS = { "top_k", "repetition_penalty", "min_p" }
+
+local function params(...)
+  local list = {}
+  for _, group in ipairs({ ... }) do
+    for _, name in ipairs(group) do list[#list + 1] = name end
+  end
+  return list
+end
+
+local SAMPLING_DEFAULTS = { temperature = null, top_p = null, frequency_penalty = null }
+
+-- One model entry with every field of GET /models; `m` holds what differs between models.
+local function model_entry(m)
+  local inputs = m.inputs or { "text" }
+  return {
+    id = m.id, canonical_slug = m.slug, name = m.name, created = m.created,
+    description = m.description, context_length = m.context,
+    architecture = { modality = table.concat(inputs, "+") .. "->text", input_modalities = inputs,
+                     output_modalities = { "text" }, tokenizer = m.tokenizer,
+                     instruct_type = m.instruct_type or null },
+    pricing = { prompt = m.prompt, completion = m.completion, request = "0", image = m.image or "0",
+                web_search = "0", internal_reasoning = "0", input_cache_read = m.cache_read },
+    top_provider = { context_length = m.context, max_completion_tokens = m.max_output or null,
+                     is_moderated = m.moderated or false },
+    per_request_limits = null,
+    supported_parameters = m.params,
+    default_parameters = m.defaults or null,
+    reasoning = m.reasoning, -- absent on models that do not reason, as on OpenRouter
+    knowledge_cutoff = m.cutoff or null, expiration_date = null, supported_voices = null,
+    links = { details = "/api/v1/models/" .. m.id:gsub(":.*", "") .. "/endpoints" },
+  }
+end
+
+local MODELS = {
+  model_entry { id = "openai/gpt-4o-mini", slug = "openai/gpt-4o-mini-2024-07-18",
+    name = "OpenAI: GPT-4o-mini", created = 1721260800, context = 128000, max_output = 16384,
+    description = "GPT-4o mini is OpenAI's small, affordable multimodal model.",
+    inputs = { "text", "image", "file" }, tokenizer = "GPT", moderated = true,
+    prompt = "0.00000015", completion = "0.0000006", image = "0.000217",
+    cache_read = "0.000000075", params = params(TEXT_PARAMS), cutoff = "2023-10-01" },
+  model_entry { id = "openai/gpt-4o", slug = "openai/gpt-4o-2024-05-13", name = "OpenAI: GPT-4o",
+    created = 1715367049, context = 128000, max_output = 16384,
+    description = "GPT-4o is OpenAI's flagship multimodal model.",
+    inputs = { "text", "image", "file" }, tokenizer = "GPT", moderated = true,
+    prompt = "0.0000025", completion = "0.00001", image = "0.003613", cache_read = "0.00000125",
+    params = params(TEXT_PARAMS), cutoff = "2023-10-01" },
+  model_entry { id = "anthropic/claude-sonnet-4.5", slug = "anthropic/claude-4.5-sonnet-20250929",
+    name = "Anthropic: Claude Sonnet 4.5", created = 1759161676, context = 1000000,
+    max_output = 64000, description = "Claude Sonnet 4.5 is Anthropic's agentic coding model.",
+    inputs = { "text", "image", "file" }, tokenizer = "Claude", moderated = true,
+    prompt = "0.000003", completion = "0.000015", image = "0.0048", cache_read = "0.0000003",
+    params = params(TEXT_PARAMS, REASONING_PARAMS, { "top_k" }), cutoff = "2025-01-31",
+    reasoning = { supported_efforts = { "high", "medium", "low" }, default_effort = "medium",
+                  default_enabled = false, mandatory = false, supports_max_tokens = true } },
+  model_entry { id = "google/gemini-2.5-flash", slug = "google/gemini-2.5-flash",
+    name = "Google: Gemini 2.5 Flash", created = 1750172488, context = 1048576,
+    max_output = 65535, description = "Gemini 2.5 Flash is Google's workhorse thinking model.",
+    inputs = { "text", "image", "file", "audio" }, tokenizer = "Gemini",
+    prompt = "0.0000003", completion = "0.0000025", image = "0.001238",
+    cache_read = "0.000000075", params = params(TEXT_PARAMS, REASONING_PARAMS),
+    cutoff = "2025-01-31",
+    reasoning = { supported_efforts = { "high", "medium", "low" }, default_effort = "medium",
+                  default_enabled = true, mandatory = false, supports_max_tokens = true } },
+  model_entry { id = "deepseek/deepseek-r1", slug = "deepseek/deepseek-r1",
+    name = "DeepSeek: R1", created = 1737381095, context = 163840,
+    description = "DeepSeek R1 is an open reasoning model.", tokenizer = "DeepSeek",
+    instruct_type = "deepseek-r1", prompt = "0.0000004", completion = "0.000002",
+    params = params(TEXT_PARAMS, REASONING_PARAMS, SAMPLING_PARAMS), defaults = SAMPLING_DEFAULTS,
+    reasoning = { supported_efforts = EMPTY_ARRAY, default_effort = null,
+                  default_enabled = true, mandatory = true, supports_max_tokens = false } },
+  model_entry { id = "meta-llama/llama-3.3-70b-instruct:free",
+    slug = "meta-llama/llama-3.3-70b-instruct", name = "Meta: Llama 3.3 70B Instruct (free)",
+    created = 1733506137, context = 131072, max_output = 4096,
+    description = "Llama 3.3 70B Instruct, free variant (rate-limited).", tokenizer = "Llama3",
+    instruct_type = "llama3", prompt = "0", completion = "0",
+    params = params(TEXT_PARAMS, SAMPLING_PARAMS), defaults = SAMPLING_DEFAULTS },
+  model_entry { id = "mistralai/mistral-small-3.2-24b-instruct",
+    slug = "mistralai/mistral-small-3.2-24b-instruct-2506",
+    name = "Mistral: Mistral Small 3.2 24B", created = 1750443016, context = 131072,
+    description = "Mistral Small 3.2 is a 24B instruction-tuned model.",
+    inputs = { "text", "image" }, tokenizer = "Mistral", prompt = "0.00000005",
+    completion = "0.0000001", params = params(TEXT_PARAMS, SAMPLING_PARAMS) },
+  model_entry { id = "qwen/qwen3-coder", slug = "qwen/qwen3-coder-480b-a35b-07-25",
+    name = "Qwen: Qwen3 Coder 480B A35B", created = 1753230546, context = 262144,
+    max_output = 262144, description = "Qwen3 Coder is a mixture-of-experts code model.",
+    tokenizer = "Qwen3", prompt = "0.00000022", completion = "0.00000095",
+    params = params(TEXT_PARAMS, SAMPLING_PARAMS), defaults = SAMPLING_DEFAULTS },
+}
+
+-- The API key of the request, or nil after answering 401.
+local function authenticate(conn, req)
+  local key = (req.headers["authorization"] or ""):match("^[Bb]earer%s+(%S+)")
+  if not key then
+    respond_json(conn, 401, error_body(401, "No auth credentials found"))
+  elseif key:find("^sk%-or%-invalid") then
+    respond_json(conn, 401, error_body(401, "User not found."))
+  else
+    return key
+  end
+end
+
+local function payment_required(conn, body)
+  local requested = tonumber(body.max_tokens) and math.floor(body.max_tokens) or 64000
+  respond_json(conn, 402, {
+    error = { code = 402, metadata = { provider_name = null }, message =
+      "This request requires more credits, or fewer max_tokens. You requested up to "
+      .. requested .. " tokens, but can only afford 2666. To increase, visit "
+      .. "https://openrouter.ai/settings/credits and upgrade to a paid account" },
+    user_id = "user_emulator",
+  })
+end
+
+-- The reason a decoded request body is unusable for `kind`, or nil when it is fine.
+local function invalid_body(req, kind)
+  local body = req.json
+  if type(body) ~= "table" or not req.body:find("^%s*{") then
+    return "Invalid request body: expected a JSON object"
+  end
+  if kind == "chat" and (type(body.messages) ~= "table" or #body.messages == 0) then
+    return "messages: must be a non-empty array"
+  end
+  if kind == "completion" and (body.prompt == nil or body.prompt == null) then
+    return "prompt: Required"
+  end
+end
+
+local function new_context(conn, kind, body)
+  local messages = kind == "chat" and body.messages or { { content = prompt_text(body.prompt) } }
+  local prompt_words = 0
+  for _, message in ipairs(messages) do
+    if type(message) == "table" then
+      prompt_words = prompt_words + count_words(content_text(message.content))
+    end
+  end
+  local input = kind == "chat" and last_user_text(messages) or prompt_text(body.prompt)
+  local reply = "Echo: " .. input
+  return {
+    conn = conn, kind = kind, body = body, stream = body.stream == true,
+    model = type(body.model) == "string" and body.model or DEFAULT_MODEL,
+    id = new_generation_id(), created = os.time(), input = input, reply = reply,
+    prompt_tokens = math.max(1, prompt_words), completion_tokens = count_words(reply),
+  }
+end
+
+local function inference(kind)
+  return function(conn, req)
+    local key = authenticate(conn, req)
+    if not key then return end
+    local problem = invalid_body(req, kind)
+    if problem then return respond_json(conn, 400, error_body(400, problem)) end
+    if key:find("^sk%-or%-broke") then return payment_required(conn, req.json) end
+    local ctx = new_context(conn, kind, req.json)
+    local scenario, captures = pick_scenario(ctx.model)
+    if not scenario then return invalid_model(ctx) end
+    scenario.run(ctx, unpack(captures))
+  end
+end
+
+local API = {
+  ["/models"] = { method = "GET", handler = function(conn)
+    respond_json(conn, 200, { data = MODELS, total_count = #MODELS, links = { next = null } })
+  end },
+  ["/credits"] = { method = "GET", handler = function(conn, req)
+    if not authenticate(conn, req) then return end
+    respond_json(conn, 200, { data = { total_credits = 100.5, total_usage = 25.75 } })
+  end },
+  ["/chat/completions"] = { method = "POST", handler = inference("chat") },
+  ["/completions"] = { method = "POST", handler = inference("completion") },
+}
+
+---------------------------------------------------------------------------------------------
+-- Control endpoints (not recorded)
+---------------------------------------------------------------------------------------------
+
+local CONTROL = {
+  requests = { method = "GET", handler = function(conn)
+    respond_json(conn, 200, json_array(conn.server.log))
+  end },
+  reset = { method = "POST", handler = function(conn)
+    local server = conn.server
+    server.log, server.seq, server.fail_counts = {}, 0, {}
+    respond_json(conn, 200, { ok = true })
+  end },
+  shutdown = { method = "POST", handler = function(conn)
+    conn.closing = true
+    respond_json(conn, 200, { ok = true })
+    conn.server.stopping = true
+  end },
+}
+
+---------------------------------------------------------------------------------------------
+-- Routing and the connection loop
+---------------------------------------------------------------------------------------------
+
+local function record(conn, req)
+  local server = conn.server
+  local ok, decoded = pcall(cjson.decode, req.body)
+  req.json = ok and decoded or nil
+  server.seq = server.seq + 1
+  server.log[#server.log + 1] = {
+    seq = server.seq, method = req.method, path = req.path, query = req.query,
+    headers = req.headers, header_list = json_array(req.header_list), body = req.body,
+    json = req.json, connection = conn.id,
+  }
+end
+
+local function dispatch(conn, req, routes, name)
+  local route = routes[name]
+  if not route then
+    return respond_json(conn, 404, error_body(404, "Not Found"))
+  end
+  if req.method ~= route.method then
+    return respond_json(conn, 405, error_body(405, "Method Not Allowed"),
+                        { { "Allow", route.method } })
+  end
+  route.handler(conn, req)
+end
+
+local function route_request(conn, req)
+  if req.path:sub(1, #CONTROL_PREFIX) == CONTROL_PREFIX then
+    return dispatch(conn, req, CONTROL, req.path:sub(#CONTROL_PREFIX + 1))
+  end
+  local endpoint = req.path:match("^/api/v1(/.*)$")
+  if not endpoint then
+    return respond_json(conn, 404, error_body(404, "Not Found"))
+  end
+  record(conn, req)
+  dispatch(conn, req, API, endpoint)
+end
+
+local function serve_connection(conn)
+  repeat
+    local req, problem = read_request(conn)
+    if not req then
+      conn.closing = true
+      return respond_json(conn, 400, error_body(400, "Malformed request: " .. problem))
+    end
+    conn.closing = wants_close(req)
+    route_request(conn, req)
+  until conn.closing or conn.server.stopping
+end
+
+local function accept_all(server)
+  while true do
+    local sock = server.sock:accept()
+    if not sock then return end
+    sock:settimeout(0)
+    sock:setoption("tcp-nodelay", true) -- each write of a split stream is its own segment
+    server.next_conn_id = server.next_conn_id + 1
+    local conn = { server = server, sock = sock, id = server.next_conn_id, buf = "" }
+    server.conns[conn] = true
+    spawn(function() serve_connection(conn) end, function()
+      sock:close()
+      server.conns[conn] = nil
+    end)
+  end
+end
+
+local function run(server)
+  while not server.stopping do
+    local recvt, sendt = { server.sock }, {}
+    for sock in pairs(sched.readers) do recvt[#recvt + 1] = sock end
+    for sock in pairs(sched.writers) do sendt[#sendt + 1] = sock end
+    local readable, writable = socket.select(recvt, sendt, select_timeout())
+    for _, sock in ipairs(readable) do
+      if sock == server.sock then accept_all(server) else wake(sched.readers, sock) end
+    end
+    for _, sock in ipairs(writable) do wake(sched.writers, sock) end
+    run_due_timers()
+  end
+  for conn in pairs(server.conns) do conn.sock:close() end
+  server.sock:close()
+end
+
+---------------------------------------------------------------------------------------------
+-- Command line
+---------------------------------------------------------------------------------------------
+
+local function process_alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Stops the server once the process that started it is gone: a crashed test run leaves no
+-- orphan behind.
+local function watch_parent(server, pid)
+  spawn(function()
+    while process_alive(pid) do sleep(1) end
+    server.stopping = true
+  end)
+end
+
+local USAGE = "usage: emulator.lua [--host 127.0.0.1] [--port 0] [--parent-pid PID]"
+
+local function parse_args(argv)
+  local opts = { host = "127.0.0.1", port = 0 }
+  for i = 1, #argv, 2 do
+    local flag, value = argv[i], argv[i + 1]
+    if flag == "--host" and value then
+      opts.host = value
+    elseif flag == "--port" and tonumber(value) then
+      opts.port = tonumber(value)
+    elseif flag == "--parent-pid" and tonumber(value) then
+      opts.parent_pid = value
+    else
+      return nil
+    end
+  end
+  return opts
+end
+
+local function main(argv)
+  local opts = parse_args(argv)
+  if not opts then
+    io.stderr:write(USAGE, "\n")
+    os.exit(2)
+  end
+  local sock = assert(socket.bind(opts.host, opts.port, 128))
+  sock:settimeout(0)
+  local _, port = sock:getsockname()
+  local server = { sock = sock, conns = {}, next_conn_id = 0, log = {}, seq = 0,
+                   fail_counts = {}, stopping = false }
+  io.stdout:write("OPENROUTER_EMULATOR_URL=http://", opts.host, ":", port, "/api/v1\n")
+  io.stdout:flush()
+  io.stderr:write("openrouter emulator: GET /_emulator/requests for the request log, ",
+                  "POST /_emulator/reset to clear it, POST /_emulator/shutdown to stop\n")
+  if opts.parent_pid then watch_parent(server, opts.parent_pid) end
+  run(server)
+  os.exit(0)
+end
+
+main({ ... })
