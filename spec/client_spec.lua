@@ -217,6 +217,14 @@ describe("client", function()
       assert.are.same(hi(), req.json)
     end)
 
+    it("exposes X-Generation-Id as generation_id when the body has no id", function()
+      local res = assert(client:chat_completion(hi("emulator/no-id")))
+      assert.is_nil(res.id)
+      assert.matches("^gen%-", res.generation_id)
+      res = assert(client:chat_completion(hi()))
+      assert.is_nil(res.generation_id)
+    end)
+
     it("accepts content parts", function()
       local res = assert(client:chat_completion{ model = "m/x", messages = { { role = "user",
         content = { { type = "text", text = "What is" }, { type = "text", text = "this?" } } } } })

@@ -185,4 +185,6 @@ function M.array(t)
   return setmetatable(t, core.array_mt)
 end
 
+require("openrouter.conversation").install(M)
+
 return M

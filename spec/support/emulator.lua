@@ -588,7 +588,7 @@ local function completion_body(ctx)
   if ctx.kind == "chat" then
     choice.message = {
       role = "assistant", content = ctx.tool_calls and null or ctx.reply, refusal = null,
-      reasoning = reasoning, tool_calls = ctx.tool_calls and TOOL_CALLS or nil,
+      reasoning = reasoning, tool_calls = ctx.tool_calls and (ctx.tool_call_list or TOOL_CALLS) or nil,
       reasoning_details = ctx.reasoning and reasoning_details(REASONING_TEXT, SIGNATURE) or nil,
     }
   else
@@ -638,7 +638,14 @@ end
 
 local function stream_body(ctx, sse)
   if ctx.tool_calls then
-    for _, fragment in ipairs(TOOL_CALL_FRAGMENTS) do
+    local fragments = TOOL_CALL_FRAGMENTS
+    if ctx.tool_call_list then  -- whole calls, one per chunk, as some providers send them
+      fragments = {}
+      for i, call in ipairs(ctx.tool_call_list) do
+        fragments[i] = { index = i - 1, id = call.id, type = call.type, ["function"] = call["function"] }
+      end
+    end
+    for _, fragment in ipairs(fragments) do
       sse.data(chunk(ctx, { tool_calls = { fragment } }))
     end
     return
@@ -729,6 +736,12 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --   emulator/reasoning       reasoning + reasoning_details (signature-only delta when streamed)
 --   emulator/tools           chat: two tool calls; "Tool results: ..." once the last message is
 --                            a tool result
+--   emulator/reasoning-tools the same, with reasoning and reasoning_details on the tool-call turn
+--   emulator/tools-loop      always one get_weather call (a loop that never ends)
+--   emulator/tools-bad-json  a get_weather call whose arguments are not JSON
+--   emulator/capacity        429 with availability.retry_after = 1 (no header) once, then echo
+--   emulator/not-retryable   503 with availability.retryable = false once, then echo
+--   emulator/no-id           echo whose body has no `id` (the X-Generation-Id header has it)
 --   emulator/mid-stream-error  stream: two content chunks, an error chunk, no [DONE]; else 502
 --   missing/<x>, emulator/<unknown>   400 "... is not a valid model ID"
 --   emulator/moderation 403, emulator/provider-error 400 (metadata.raw), emulator/no-code 404
@@ -766,7 +779,8 @@ SCENARIOS.reasoning = { run = function(ctx)
   answer(ctx)
 end }
 
-SCENARIOS.tools = { run = function(ctx)
+-- Tool calls first, then a text answer once the last message is a tool result.
+local function tool_turn(ctx)
   if ctx.kind == "chat" then
     local results = trailing_tool_results(ctx.body.messages)
     if results then
@@ -777,6 +791,36 @@ SCENARIOS.tools = { run = function(ctx)
     end
   end
   answer(ctx)
+end
+
+SCENARIOS.tools = { run = tool_turn }
+
+-- reasoning_details ride along with the tool calls (Anthropic thinking around tools).
+SCENARIOS["reasoning-tools"] = { run = function(ctx)
+  ctx.reasoning = true
+  tool_turn(ctx)
+end }
+
+-- Asks for the weather forever: a tool loop that never ends by itself.
+SCENARIOS["tools-loop"] = { run = function(ctx)
+  ctx.tool_calls = true
+  ctx.tool_call_list = { TOOL_CALLS[1] }
+  answer(ctx)
+end }
+
+-- A tool call whose arguments are not JSON.
+SCENARIOS["tools-bad-json"] = { run = function(ctx)
+  ctx.tool_calls = true
+  ctx.tool_call_list = { { id = "call_bad", type = "function",
+    ["function"] = { name = "get_weather", arguments = "{city: Paris" } } }
+  answer(ctx)
+end }
+
+-- A reply whose body has no `id`: only the X-Generation-Id header names the generation.
+SCENARIOS["no-id"] = { run = function(ctx)
+  local body = completion_body(ctx)
+  body.id = nil
+  respond_json(ctx.conn, 200, body, { { "X-Generation-Id", ctx.id } })
 end }
 
 local PROVIDER_DISCONNECTED = { code = 502, message = "Provider disconnected",
@@ -830,6 +874,30 @@ SCENARIOS.fail = { pattern = "^(%d%d%d):(%d+):?(%w*)$", run = function(ctx, stat
   local headers = {}
   if ra ~= "" then headers[1] = { "Retry-After", retry_after_value(ra) } end
   respond_json(ctx.conn, status, error_body(status, message), headers)
+end }
+
+-- 429 capacity_exhausted: retryable, with availability.retry_after and no Retry-After header;
+-- the first request only, then echo (a counter per model, as `fail`).
+SCENARIOS.capacity = { run = function(ctx)
+  local counts = ctx.conn.server.fail_counts
+  counts[ctx.model] = (counts[ctx.model] or 0) + 1
+  if counts[ctx.model] > 1 then return answer(ctx) end
+  respond_json(ctx.conn, 429, { error = {
+    message = "All providers of openai/gpt-4o-mini are at capacity. Try again shortly.",
+    error_type = "rate_limit_exceeded", http_status = 429,
+    availability = { code = "capacity_exhausted", retryable = true, retry_after = 1,
+                     requested_models = { "openai/gpt-4o-mini" } } } })
+end }
+
+-- 503 that says it is not worth retrying (availability.retryable = false); then echo.
+SCENARIOS["not-retryable"] = { run = function(ctx)
+  local counts = ctx.conn.server.fail_counts
+  counts[ctx.model] = (counts[ctx.model] or 0) + 1
+  if counts[ctx.model] > 1 then return answer(ctx) end
+  respond_json(ctx.conn, 503, { error = { code = 503,
+    message = "No provider can serve this request under your constraints",
+    availability = { code = "constraint_filtered", retryable = false,
+                     requested_models = { "openai/gpt-4o-mini" } } } })
 end }
 
 SCENARIOS["html-502"] = { run = function(ctx)

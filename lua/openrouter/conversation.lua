@@ -1,0 +1,403 @@
+--- Conversations: history, streaming `say`, tool calls, usage and cost,
+-- persistence. Built only on the client's public methods.
+--
+--     local conv = client:conversation{ model = "openai/gpt-4o-mini", system = "Be terse." }
+--     print(conv:say("Hello"))
+--     conv:say("Go on", function(delta) io.write(delta) end)
+--
+-- A `say` that fails returns `nil, err` and leaves `conv.messages` exactly as it was.
+-- @module openrouter.conversation
+
+local core = require("openrouter.core")
+
+local M = {}
+
+local FORMAT = "openrouter-conversation"
+local FORMAT_VERSION = 1
+local DEFAULT_MAX_TOOL_ROUNDS = 8
+local USAGE_FIELDS = { "prompt_tokens", "completion_tokens", "total_tokens" }
+
+--- The Conversation class; its methods are documented below.
+local Conversation = {}
+Conversation.__index = Conversation
+M.Conversation = Conversation
+
+local text_of  -- openrouter.text, set by install()
+
+local function argerror(fname, n, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function new_error(kind, message, fields)
+  local err = { kind = kind, message = message }
+  for k, v in pairs(fields or {}) do err[k] = v end
+  return setmetatable(err, core.error_mt)
+end
+
+-- A deep copy of plain data (JSON null and other non-tables are shared).
+local function deep_copy(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in pairs(v) do out[deep_copy(k, seen)] = deep_copy(x, seen) end
+  return setmetatable(out, getmetatable(v))
+end
+
+local function is_sequence(t)
+  if type(t) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n == #t
+end
+
+-- The text of a message's content: a string, or text parts joined.
+local function content_text(content)
+  return text_of({ choices = { { message = { content = content } } } })
+end
+
+local function check_options(opts)
+  local known = { model = "string", system = "string", params = "table",
+                  max_tool_rounds = "number", max_messages = "number" }
+  for k, v in pairs(opts) do
+    if not known[k] then argerror("conversation", 1, ("unknown option '%s'"):format(tostring(k))) end
+    if type(v) ~= known[k] then
+      argerror("conversation", 1, ("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
+    end
+  end
+  for _, k in ipairs{ "max_tool_rounds", "max_messages" } do
+    local v = opts[k]
+    if v ~= nil and (v % 1 ~= 0 or v < 1) then
+      argerror("conversation", 1, ("option '%s' must be a positive integer"):format(k))
+    end
+  end
+  if opts.params and (opts.params.messages ~= nil or opts.params.stream ~= nil) then
+    argerror("conversation", 1, "params must not hold 'messages' or 'stream': the conversation owns them")
+  end
+end
+
+local function fresh_usage()
+  return { prompt_tokens = 0, completion_tokens = 0, total_tokens = 0, requests = 0 }
+end
+
+local function build(client, opts, messages, usage)
+  local self = setmetatable({
+    client = client,
+    model = opts.model,
+    system = opts.system,
+    params = deep_copy(opts.params or {}),
+    max_tool_rounds = opts.max_tool_rounds or DEFAULT_MAX_TOOL_ROUNDS,
+    max_messages = opts.max_messages,
+    messages = messages,
+    tools = {},        -- name -> { name, description, parameters, handler }
+    tool_order = {},   -- names in registration order
+    totals = usage or fresh_usage(),
+  }, Conversation)
+  return self
+end
+
+--- Creates a conversation (also `client:conversation(opts)`).
+-- @param client an openrouter client
+-- @tparam[opt] table opts `model`, `system` (a system prompt), `params` (any other chat
+--   request fields, passed through), `max_tool_rounds` (8), `max_messages` (keep the
+--   system prompt and about this many newest messages)
+-- @treturn Conversation
+function M.new(client, opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror("conversation", 1, "table expected, got " .. type(opts)) end
+  check_options(opts)
+  local messages = {}
+  if opts.system then messages[1] = { role = "system", content = opts.system } end
+  return build(client, opts, messages)
+end
+
+--- Registers a tool the model may call; `say` runs it and sends back its result.
+-- @tparam table def `name` (`[A-Za-z0-9_-]`, at most 64), `description`, `parameters`
+--   (a JSON schema table), `handler` (function(args, call) returning a string, or a
+--   value that is sent JSON-encoded)
+-- @return self
+function Conversation:tool(def)
+  if type(def) ~= "table" then argerror("tool", 1, "table expected, got " .. type(def)) end
+  if type(def.name) ~= "string" or not def.name:match("^[%w_%-]+$") or #def.name > 64 then
+    argerror("tool", 1, "'name' must be 1-64 characters of [A-Za-z0-9_-]")
+  end
+  if type(def.handler) ~= "function" then argerror("tool", 1, "'handler' must be a function") end
+  if def.description ~= nil and type(def.description) ~= "string" then
+    argerror("tool", 1, "'description' must be a string")
+  end
+  if def.parameters ~= nil and type(def.parameters) ~= "table" then
+    argerror("tool", 1, "'parameters' must be a table (a JSON schema)")
+  end
+  if not self.tools[def.name] then self.tool_order[#self.tool_order + 1] = def.name end
+  self.tools[def.name] = {
+    name = def.name, description = def.description, handler = def.handler,
+    parameters = def.parameters or { type = "object", properties = {} },
+  }
+  return self
+end
+
+-- The request for the history plus this turn's pending messages.
+local function request_for(self, pending)
+  local req = deep_copy(self.params)
+  req.model = self.model or req.model
+  local messages = {}
+  for i, m in ipairs(self.messages) do messages[i] = m end
+  for _, m in ipairs(pending) do messages[#messages + 1] = m end
+  req.messages = messages
+  if #self.tool_order > 0 then
+    local tools = {}
+    for i, t in ipairs(req.tools or {}) do tools[i] = t end
+    for _, name in ipairs(self.tool_order) do
+      local t = self.tools[name]
+      tools[#tools + 1] = { type = "function", ["function"] = {
+        name = t.name, description = t.description, parameters = t.parameters } }
+    end
+    req.tools = tools
+  end
+  return req
+end
+
+local function add_usage(totals, usage)
+  totals.requests = totals.requests + 1
+  if type(usage) ~= "table" then return end
+  for _, k in ipairs(USAGE_FIELDS) do
+    if type(usage[k]) == "number" then totals[k] = totals[k] + usage[k] end
+  end
+  if type(usage.cost) == "number" then totals.cost = (totals.cost or 0) + usage.cost end
+end
+
+-- Runs one tool call; returns the tool message, or nil, err.
+local function run_tool(self, call)
+  local fn = type(call) == "table" and call["function"]
+  local name = type(fn) == "table" and fn.name
+  local tool = type(name) == "string" and self.tools[name]
+  if not tool then
+    return nil, new_error("tool", ("the model called an unknown tool '%s'"):format(tostring(name)),
+      { tool = name, tool_call_id = type(call) == "table" and call.id or nil })
+  end
+  local raw = fn.arguments
+  local args = {}
+  if type(raw) == "string" and raw:match("%S") then
+    local decoded, why = core.json_decode(raw)
+    if type(decoded) ~= "table" then
+      return nil, new_error("tool", ("arguments for tool '%s' are not a JSON object: %s"):format(
+        name, why or raw), { tool = name, tool_call_id = call.id, arguments = raw })
+    end
+    args = decoded
+  elseif type(raw) == "table" then
+    args = raw
+  end
+  local ok, result = pcall(tool.handler, args, call)
+  if not ok then
+    return nil, new_error("tool", ("tool '%s' failed: %s"):format(name, tostring(result)),
+      { tool = name, tool_call_id = call.id, cause = result })
+  end
+  local content = result
+  if type(result) ~= "string" then
+    local encoded_ok, encoded = pcall(core.json_encode, result == nil and core.null or result)
+    if not encoded_ok then
+      return nil, new_error("tool", ("tool '%s' returned a value that is not JSON: %s"):format(
+        name, tostring(encoded)), { tool = name, tool_call_id = call.id })
+    end
+    content = encoded
+  end
+  return { role = "tool", tool_call_id = call.id, content = content }
+end
+
+-- Keeps the system prompt and at most max_messages newest messages, starting the
+-- kept part at a user message so no tool result loses its call.
+local function trim(self)
+  local limit = self.max_messages
+  if not limit then return end
+  local msgs, head = self.messages, {}
+  local first = 1
+  if msgs[1] and msgs[1].role == "system" then head[1] = msgs[1]; first = 2 end
+  local count = #msgs - first + 1
+  if count <= limit then return end
+  local start = #msgs - limit + 1
+  while start <= #msgs and msgs[start].role ~= "user" do start = start + 1 end
+  if start > #msgs then  -- no user message in the window: keep from the last one
+    start = #msgs
+    while start > first and msgs[start].role ~= "user" do start = start - 1 end
+  end
+  local kept = head
+  for i = start, #msgs do kept[#kept + 1] = msgs[i] end
+  self.messages = kept
+end
+
+--- Sends a user message and returns the assistant's reply, running tool calls.
+-- @param content a string, or an array of content parts
+-- @tparam[opt] function on_delta streams the reply: called as `on_delta(text, chunk)`
+--   with each new piece of text; return false to cancel
+-- @treturn ?string the reply text (all text of this turn, equal to the joined deltas)
+-- @return err on failure, with the history unchanged; `err.partial` for a broken stream
+function Conversation:say(content, on_delta)
+  if type(content) ~= "string" and not (type(content) == "table" and is_sequence(content)) then
+    argerror("say", 1, "string or array of content parts expected, got " .. type(content))
+  end
+  if on_delta ~= nil and type(on_delta) ~= "function" then
+    argerror("say", 2, "function expected, got " .. type(on_delta))
+  end
+  local pending = { { role = "user", content = deep_copy(content) } }
+  local texts = {}
+  local callback
+  if on_delta then
+    callback = function(chunk)
+      local piece = text_of(chunk)
+      if piece and piece ~= "" then return on_delta(piece, chunk) end
+    end
+  end
+  local rounds = 0
+  while true do
+    local res, err = self.client:chat_completion(request_for(self, pending), callback)
+    if not res then return nil, err end
+    add_usage(self.totals, res.usage)
+    local choice = type(res.choices) == "table" and res.choices[1]
+    local message = type(choice) == "table" and choice.message
+    if type(message) ~= "table" then
+      return nil, new_error("decode", "the response has no message", { generation_id = res.id })
+    end
+    pending[#pending + 1] = message  -- verbatim: reasoning_details must go back unchanged
+    texts[#texts + 1] = content_text(message.content)
+    local calls = message.tool_calls
+    if type(calls) == "table" and #calls > 0 then
+      rounds = rounds + 1
+      if rounds > self.max_tool_rounds then
+        return nil, new_error("tool", ("the model still asks for tools after %d rounds (max_tool_rounds)")
+          :format(self.max_tool_rounds))
+      end
+      for _, call in ipairs(calls) do
+        local tool_message, terr = run_tool(self, call)
+        if not tool_message then return nil, terr end
+        pending[#pending + 1] = tool_message
+      end
+    else
+      for _, m in ipairs(pending) do self.messages[#self.messages + 1] = m end
+      trim(self)
+      return table.concat(texts)
+    end
+  end
+end
+
+--- The accumulated usage of every request this conversation made (tool rounds
+-- included, and requests of a `say` that failed later: they were billed).
+-- @treturn table `prompt_tokens`, `completion_tokens`, `total_tokens`, `requests`, and
+--   `cost` when the API reported one
+function Conversation:usage()
+  return deep_copy(self.totals)
+end
+
+--- The text of the last assistant message, or nil.
+function Conversation:last()
+  for i = #self.messages, 1, -1 do
+    local m = self.messages[i]
+    if m.role == "assistant" then
+      local t = content_text(m.content)
+      if t then return t end
+    end
+  end
+  return nil
+end
+
+--- Drops the last user turn and everything after it.
+-- @treturn boolean whether there was a turn to drop
+function Conversation:undo()
+  for i = #self.messages, 1, -1 do
+    if self.messages[i].role == "user" then
+      for j = #self.messages, i, -1 do self.messages[j] = nil end
+      return true
+    end
+  end
+  return false
+end
+
+--- Forgets the history but the system prompt (usage totals are kept).
+function Conversation:reset()
+  local first = self.messages[1]
+  self.messages = {}
+  if first and first.role == "system" then self.messages[1] = first end
+  return self
+end
+
+--- Appends a message to the history as it is (a copy of it).
+-- @tparam table message with a string `role`
+function Conversation:add(message)
+  if type(message) ~= "table" or type(message.role) ~= "string" then
+    argerror("add", 1, "message table with a string 'role' expected")
+  end
+  self.messages[#self.messages + 1] = deep_copy(message)
+  return self
+end
+
+--- An independent copy: history, params and usage copied, tools shared.
+function Conversation:fork()
+  local copy = build(self.client, { model = self.model, system = self.system, params = self.params,
+    max_tool_rounds = self.max_tool_rounds, max_messages = self.max_messages },
+    deep_copy(self.messages), deep_copy(self.totals))
+  for _, name in ipairs(self.tool_order) do
+    copy.tools[name] = self.tools[name]
+    copy.tool_order[#copy.tool_order + 1] = name
+  end
+  return copy
+end
+
+--- The conversation as a JSON string: model, system, params, messages and usage
+-- (tool handlers are not serialised: register them again after loading).
+function Conversation:to_json()
+  return core.json_encode({
+    format = FORMAT, version = FORMAT_VERSION, model = self.model, system = self.system,
+    params = self.params, messages = self.messages, usage = self.totals,
+    max_tool_rounds = self.max_tool_rounds, max_messages = self.max_messages,
+  })
+end
+
+local function invalid(why)
+  return nil, new_error("decode", "not a saved conversation: " .. why)
+end
+
+--- Loads a conversation saved by `to_json` (also `client:conversation_from_json(s)`).
+-- @treturn ?Conversation the conversation, or nil, err (kind "decode")
+function M.from_json(client, s)
+  if type(s) ~= "string" then argerror("conversation_from_json", 1, "string expected, got " .. type(s)) end
+  local data, why = core.json_decode(s)
+  if data == nil then return invalid(why) end
+  if type(data) ~= "table" or data.format ~= FORMAT then return invalid("no '" .. FORMAT .. "' format tag") end
+  if data.version ~= FORMAT_VERSION then return invalid("unsupported version " .. tostring(data.version)) end
+  local function optional(field, kind)
+    local v = data[field]
+    if v == core.null then data[field] = nil; return true end
+    return v == nil or type(v) == kind
+  end
+  for field, kind in pairs{ model = "string", system = "string", params = "table", usage = "table",
+                            max_tool_rounds = "number", max_messages = "number" } do
+    if not optional(field, kind) then return invalid(("'%s' must be a %s"):format(field, kind)) end
+  end
+  if not is_sequence(data.messages) then return invalid("'messages' must be an array") end
+  for i, m in ipairs(data.messages) do
+    if type(m) ~= "table" or type(m.role) ~= "string" then
+      return invalid(("messages[%d] has no role"):format(i))
+    end
+  end
+  local usage = fresh_usage()
+  for k, v in pairs(data.usage or {}) do
+    if type(v) ~= "number" then return invalid(("usage.%s must be a number"):format(tostring(k))) end
+    usage[k] = v
+  end
+  local ok, conv = pcall(M.new, client, { model = data.model, system = data.system,
+    params = data.params, max_tool_rounds = data.max_tool_rounds, max_messages = data.max_messages })
+  if not ok then return invalid(tostring(conv)) end
+  conv.messages = data.messages
+  conv.totals = usage
+  return conv
+end
+
+--- Adds `conversation` and `conversation_from_json` to the client type.
+-- @param openrouter the openrouter module
+function M.install(openrouter)
+  text_of = openrouter.text
+  openrouter.Client.conversation = M.new
+  openrouter.Client.conversation_from_json = M.from_json
+end
+
+return M
