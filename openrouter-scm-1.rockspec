@@ -37,6 +37,7 @@ build = {
   type = "builtin",
   modules = {
     ["openrouter"] = "lua/openrouter/init.lua",
+    ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
     ["openrouter.core"] = {
       sources = {
         "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c", "src/errmap.c",
