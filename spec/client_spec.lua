@@ -301,6 +301,14 @@ describe("client", function()
     end)
   end)
 
+  describe("error objects", function()
+    it("print on one line even when a server's message has line breaks", function()
+      local _, err = client:chat_completion(hi("missing/x"))
+      err.message = "first line\nsecond\r\nthird"
+      assert.are.equal("openrouter api error (HTTP 400): first line second third", tostring(err))
+    end)
+  end)
+
   describe("openrouter.text", function()
     it("reads responses, chunks and partials, never returning null", function()
       assert.are.equal("a", openrouter.text{ choices = { { message = { content = "a" } } } })

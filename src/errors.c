@@ -49,6 +49,10 @@ static int error_tostring(lua_State *L) {
     luaL_addstring(&b, msg);
   }
   luaL_pushresult(&b);
+  /* one line, whatever a server put in its message */
+  luaL_gsub(L, lua_tostring(L, -1), "\r\n", " ");
+  luaL_gsub(L, lua_tostring(L, -1), "\n", " ");
+  luaL_gsub(L, lua_tostring(L, -1), "\r", " ");
   return 1;
 }
 
