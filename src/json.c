@@ -6,6 +6,7 @@
 #include "openrouter.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* An empty Lua table is ambiguous; under these keys the API wants an array. */
@@ -16,10 +17,9 @@ static const char *const array_keys[] = {
   "allOf", "prefixItems", NULL
 };
 
-/* Debian's lua-cjson has no empty_array: encode a marker string instead and
-** replace its JSON form with [] afterwards. */
-static const char sentinel[] = "\001openrouter.empty_array\001";
-static const char sentinel_json[] = "\"\\u0001openrouter.empty_array\\u0001\"";
+/* Debian's lua-cjson has no empty_array, and writes at most 14 digits: we
+** encode marker strings instead and rewrite their JSON form afterwards. Each
+** marker carries a per-load nonce, so no caller string can pass for one. */
 
 #define MAX_DEPTH 200
 
@@ -46,31 +46,42 @@ int or_json_open(lua_State *L) {
   } else {
     lua_settop(L, mod);
   }
-  /* Keep full double precision (16 digits needs the openresty flavour). */
-  lua_pushinteger(L, 16);
-  if (!call_method(L, mod, "encode_number_precision", 1)) {
-    lua_settop(L, mod);
-    lua_pushinteger(L, 14);
-    call_method(L, mod, "encode_number_precision", 1);
-  }
-  lua_settop(L, mod);
-
+  /* Keep full double precision: 17 digits where the flavour allows it (openresty),
+  ** else 14 and exact numbers by hand (see push_exact_number). */
   lua_newtable(L);
   ctx = lua_gettop(L);
+  lua_pushinteger(L, 17);
+  if (!call_method(L, mod, "encode_number_precision", 1)) {
+    lua_settop(L, ctx);
+    lua_pushinteger(L, 14);
+    call_method(L, mod, "encode_number_precision", 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, ctx, "short_precision");
+  }
+  lua_settop(L, ctx);
   lua_getfield(L, mod, "encode");
   lua_setfield(L, ctx, "encode");
   lua_getfield(L, mod, "decode");
   lua_setfield(L, ctx, "decode");
   lua_getfield(L, mod, "null");
   lua_setfield(L, ctx, "null");
-  lua_getfield(L, mod, "empty_array");
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushlstring(L, sentinel, sizeof sentinel - 1);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, ctx, "uses_sentinel");
+  {
+    char nonce[24];
+    snprintf(nonce, sizeof nonce, "%08lx%08lx", (unsigned long)((size_t)L & 0xffffffffUL),
+             (unsigned long)((unsigned long long)(or_epoch() * 1e6) & 0xffffffffUL));
+    lua_pushfstring(L, "\002%s#", nonce);
+    lua_setfield(L, ctx, "number_open");
+    lua_pushfstring(L, "\"\\u0002%s#", nonce);
+    lua_setfield(L, ctx, "number_open_json");
+    lua_getfield(L, mod, "empty_array");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushfstring(L, "\001%s[]\001", nonce);
+      lua_pushfstring(L, "\"\\u0001%s[]\\u0001\"", nonce);
+      lua_setfield(L, ctx, "empty_array_json");
+    }
+    lua_setfield(L, ctx, "empty_array");
   }
-  lua_setfield(L, ctx, "empty_array");
   lua_pushvalue(L, ctx);
   lua_setfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   lua_settop(L, mod - 1);
@@ -80,6 +91,7 @@ int or_json_open(lua_State *L) {
 /* ---- request preparation ---- */
 
 typedef struct walk {
+  int short_precision; /* the cjson flavour writes at most 14 digits */
   int argn;
   int ctx;
   int array_mt;
@@ -148,6 +160,57 @@ static void shallow_copy(lua_State *L, int idx) {
   }
 }
 
+/* Debian's lua-cjson writes numbers with at most 14 significant digits, which
+** loses doubles such as 7.4999999999999993e-06. When 14 digits do not give the
+** number back, push a marker string holding the shortest exact form; it is
+** unwrapped after encoding. Returns whether it pushed. */
+static const char number_close[] = "#\002";
+static const char number_close_json[] = "#\\u0002\"";
+
+static int push_exact_number(lua_State *L, int ctx, lua_Number n) {
+  char buf[40];
+  int digits;
+  snprintf(buf, sizeof buf, "%.14g", (double)n);
+  if (strtod(buf, NULL) == (double)n) return 0;
+  for (digits = 15; digits <= 17; digits++) {
+    snprintf(buf, sizeof buf, "%.*g", digits, (double)n);
+    if (strtod(buf, NULL) == (double)n) break;
+  }
+  lua_getfield(L, ctx, "number_open");
+  lua_pushstring(L, buf);
+  lua_pushstring(L, number_close);
+  lua_concat(L, 3);
+  return 1;
+}
+
+/* Replaces every "\u0002#<number>#\u0002" of the JSON text on top by the bare number. */
+static void unwrap_numbers(lua_State *L, int ctx) {
+  const char *json, *p, *hit, *open;
+  size_t open_len;
+  luaL_Buffer b;
+  lua_getfield(L, ctx, "number_open_json");
+  open = lua_tolstring(L, -1, &open_len);
+  lua_insert(L, -2);  /* keep the marker alive below the JSON text */
+  json = p = lua_tostring(L, -1);
+  if (strstr(json, open) == NULL) {
+    lua_remove(L, -2);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  while ((hit = strstr(p, open)) != NULL) {
+    const char *num = hit + open_len;
+    const char *end = strstr(num, number_close_json);
+    if (end == NULL) break;
+    luaL_addlstring(&b, p, (size_t)(hit - p));
+    luaL_addlstring(&b, num, (size_t)(end - num));
+    p = end + sizeof number_close_json - 1;
+  }
+  luaL_addstring(&b, p);
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+}
+
 /* Pushes the table at idx, or a copy of it with empty arrays marked. */
 static void prepare(lua_State *L, int idx, walk *w) {
   int copy = 0;
@@ -179,6 +242,8 @@ static void prepare(lua_State *L, int idx, walk *w) {
         lua_Number n = lua_tonumber(L, val);
         if (!or_isinteger(L, val) && (n != n || n - n != 0))
           raise_at(L, w, "cannot encode NaN or infinity as JSON");
+        if (w->short_precision && !or_isinteger(L, val) && push_exact_number(L, w->ctx, n))
+          replaced = 1;
         break;
       }
       case LUA_TSTRING:
@@ -226,6 +291,9 @@ static void push_encoded(lua_State *L, int idx, int extra_stream, int argn) {
   w.depth = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   w.ctx = lua_gettop(L);
+  lua_getfield(L, w.ctx, "short_precision");
+  w.short_precision = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   luaL_getmetatable(L, OR_ARRAY_MT);
   w.array_mt = lua_gettop(L);
   if (lua_istable(L, idx)) {
@@ -248,14 +316,15 @@ static void push_encoded(lua_State *L, int idx, int extra_stream, int argn) {
     const char *msg = lua_tostring(L, -1);
     luaL_argerror(L, argn, msg ? msg : "cannot encode as JSON");
   }
-  lua_getfield(L, w.ctx, "uses_sentinel");
-  if (lua_toboolean(L, -1)) {
-    lua_pop(L, 1);
-    luaL_gsub(L, lua_tostring(L, -1), sentinel_json, "[]");
+  lua_getfield(L, w.ctx, "empty_array_json");
+  if (lua_isstring(L, -1)) {
+    luaL_gsub(L, lua_tostring(L, -2), lua_tostring(L, -1), "[]");
+    lua_remove(L, -2);
   } else {
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
   }
+  if (w.short_precision) unwrap_numbers(L, w.ctx);
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }

@@ -741,6 +741,7 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --   emulator/tools-bad-json  a get_weather call whose arguments are not JSON
 --   emulator/capacity        429 with availability.retry_after = 1 (no header) once, then echo
 --   emulator/not-retryable   503 with availability.retryable = false once, then echo
+--   emulator/no-usage        echo without `usage` (non-streamed)
 --   emulator/no-id           echo whose body has no `id` (the X-Generation-Id header has it)
 --   emulator/mid-stream-error  stream: two content chunks, an error chunk, no [DONE]; else 502
 --   missing/<x>, emulator/<unknown>   400 "... is not a valid model ID"
@@ -814,6 +815,14 @@ SCENARIOS["tools-bad-json"] = { run = function(ctx)
   ctx.tool_call_list = { { id = "call_bad", type = "function",
     ["function"] = { name = "get_weather", arguments = "{city: Paris" } } }
   answer(ctx)
+end }
+
+-- A reply without `usage` (older or third-party gateways): non-streamed only.
+SCENARIOS["no-usage"] = { run = function(ctx)
+  if ctx.stream then return answer(ctx) end
+  local body = completion_body(ctx)
+  body.usage = nil
+  respond_json(ctx.conn, 200, body, { { "X-Generation-Id", ctx.id } })
 end }
 
 -- A reply whose body has no `id`: only the X-Generation-Id header names the generation.
