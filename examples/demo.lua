@@ -74,6 +74,36 @@ print()
 print(("  finish_reason %s, tokens %s"):format(tostring(res.choices[1].finish_reason),
   num(res.usage and res.usage.total_tokens)))
 
+section("a conversation with a tool")
+local conv = client:conversation{ model = emu and "emulator/tools" or model,
+                                  system = "Be terse. Use the tools you are given." }
+conv:tool{ name = "get_weather", description = "Current weather for a city",
+  parameters = { type = "object", properties = { city = { type = "string" } }, required = { "city" } },
+  handler = function(args)
+    print(("  [tool] get_weather(%s)"):format(tostring(args.city)))
+    return { city = args.city, temp_c = 21, sky = "clear" }
+  end }
+conv:tool{ name = "get_time", description = "Current time in an IANA time zone",
+  parameters = { type = "object", properties = { tz = { type = "string" } }, required = { "tz" } },
+  handler = function(args)
+    print(("  [tool] get_time(%s)"):format(tostring(args.tz)))
+    return "12:00"
+  end }
+print("  > What is the weather and the time in Paris?")
+local replying = false
+check(conv:say("What is the weather and the time in Paris?", function(delta)
+  if not replying then io.write("  < ") replying = true end
+  io.write(delta)
+  io.flush()
+end))
+print()
+if emu then conv.model = model end  -- the emulator's tool model only calls tools
+print("  > Thanks! And in one word?")
+print("  < " .. check(conv:say("Thanks! And in one word?")))
+local usage = conv:usage()
+print(("  %d messages, %s requests, %s tokens, cost %s"):format(#conv.messages, num(usage.requests),
+  num(usage.total_tokens), num(usage.cost)))
+
 section("an error, as a value")
 local _, bad = client:chat_completion{ model = "missing/model", messages = { { role = "user", content = "Hi" } } }
 print("  " .. tostring(bad))
