@@ -40,9 +40,9 @@ build = {
     ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
     ["openrouter.core"] = {
       sources = {
-        "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c", "src/errmap.c",
-        "src/errors.c", "src/json.c", "src/request.c", "src/session.c", "src/sse.c",
-        "src/stream.c",
+        "src/actions.c", "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c",
+        "src/errmap.c", "src/errors.c", "src/handle.c", "src/json.c", "src/multi.c",
+        "src/request.c", "src/session.c", "src/sse.c", "src/stream.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(CURL_INCDIR)" },

@@ -85,7 +85,7 @@ int luaopen_openrouter_core(lua_State *L) {
   }
   or_json_open(L);
   or_errors_open(L);
-  or_request_open(L);
+  or_handle_open(L);
   or_newlib(L, core_functions);
   or_session_open(L);
   lua_setfield(L, -2, "Client");

@@ -282,7 +282,7 @@ static void prepare(lua_State *L, int idx, walk *w) {
 }
 
 /* Pushes the JSON text of the value at idx (tables prepared as above). */
-static void push_encoded(lua_State *L, int idx, int extra_stream, int argn) {
+void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
   walk w;
   int top, prepared;
   idx = or_absindex(L, idx);
@@ -329,23 +329,12 @@ static void push_encoded(lua_State *L, int idx, int extra_stream, int argn) {
   lua_settop(L, top + 1);
 }
 
-void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
-                            or_buffer *out) {
-  size_t len;
-  const char *json;
-  push_encoded(L, idx, extra_stream, argn);
-  json = lua_tolstring(L, -1, &len);
-  or_buffer_clear(out);
-  if (or_buffer_append(out, json, len) != 0) luaL_error(L, "not enough memory");
-  lua_pop(L, 1);
-}
-
 /* core.json_encode(value) -> string; raises naming the field that cannot be encoded.
 ** Empty tables under array keys (or marked with openrouter.array) become []. */
 int or_json_encode_lua(lua_State *L) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
-  push_encoded(L, 1, 0, 1);
+  or_json_push_request(L, 1, 0, 1);
   return 1;
 }
 

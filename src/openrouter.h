@@ -16,15 +16,21 @@
 /* Registry keys (per lua_State, not C globals). */
 #define OR_SESSION_MT "openrouter.session"
 #define OR_REQUEST_MT "openrouter.request"
+#define OR_LIVE "openrouter.live_requests" /* weak: lightuserdata(request) -> object */
 #define OR_ERROR_MT "openrouter.error"
 #define OR_ARRAY_MT "openrouter.array"
 #define OR_CONTEXT "openrouter.core.context" /* table: encode, decode, empty_array */
 
+typedef struct or_request or_request;
+
 /* ---- session.c: the client userdata ---- */
+
+#define OR_EASY_POOL 4
 
 typedef struct or_session {
   CURLM *multi;            /* owns the connection cache shared by all requests */
-  CURL *idle_easy;         /* one easy handle kept for the next request */
+  CURL *easy_pool[OR_EASY_POOL]; /* idle easy handles kept for the next requests */
+  int easy_count;
   char *base_url;
   or_buffer api_key;       /* wiped before it is freed */
   struct curl_slist *headers; /* Authorization, attribution, extras, User-Agent */
@@ -39,7 +45,12 @@ typedef struct or_session {
   int insecure;
   size_t max_response_bytes;
   unsigned long long rng;  /* jitter for retry backoff */
-  int busy;                /* a call is driving the multi handle */
+  /* the requests that are not done: queued, running or waiting to retry */
+  or_request *first, *last;
+  int active;
+  int in_perform;          /* inside curl_multi_perform: Lua callbacks run, nothing else may */
+  int in_round;            /* walking the active list: nothing is freed or unlinked */
+  lua_State *L;            /* the thread driving the multi handle, while it does */
   int closed;
 } or_session;
 
@@ -51,7 +62,7 @@ double or_session_jitter(or_session *s); /* uniform in [0, 1) */
 void or_slist_free_secure(struct curl_slist *list);
 int or_session_new(lua_State *L);
 
-/* ---- request.c: one HTTP exchange with retries ---- */
+/* ---- request.c: one HTTP exchange ---- */
 
 typedef enum {
   OR_ACTION_MODELS,
@@ -63,26 +74,55 @@ typedef enum {
 /* Why a transfer was stopped from inside a callback. */
 typedef enum {
   OR_ABORT_NONE = 0,
-  OR_ABORT_CALLBACK_ERROR, /* the Lua callback raised: re-raised after cleanup */
+  OR_ABORT_CALLBACK_ERROR, /* a Lua callback raised: reported after cleanup */
   OR_ABORT_LUA_FAILURE,    /* a Lua error (memory) in our own code */
-  OR_ABORT_CANCELLED,      /* the callback returned false */
+  OR_ABORT_CANCELLED,      /* a callback returned false, or req:cancel() */
   OR_ABORT_DECODE,         /* an SSE event was not JSON */
   OR_ABORT_TOO_LARGE,      /* max_response_bytes exceeded */
   OR_ABORT_IDLE            /* stream_idle_timeout elapsed */
 } or_abort;
 
-typedef struct or_request {
-  or_session *session;
+typedef enum {
+  OR_STATE_QUEUED,   /* created from inside a callback: started by the next round */
+  OR_STATE_RUNNING,  /* its easy handle is in the multi handle */
+  OR_STATE_WAITING,  /* waiting to retry */
+  OR_STATE_DONE
+} or_state;
+
+typedef enum { OR_OUT_RESULT, OR_OUT_ERROR, OR_OUT_RETRY, OR_OUT_RAISE } or_outcome;
+
+typedef struct or_handle {
+  or_request *r;           /* NULL once released */
+} or_handle;
+
+/* Requests live in C memory: a Lua request object (or_handle) points to one,
+** and the session's active list links the unfinished ones. A request is
+** freed once it is done (or detached from a closed session) and its Lua
+** object is gone. */
+struct or_request {
+  or_session *session;     /* NULL once the session is gone */
+  or_request *prev, *next; /* the session's active list */
+  or_handle *handle;       /* NULL once the Lua object was collected */
+  or_state state;
   CURL *easy;
   struct curl_slist *headers;
   char *url;
   or_buffer body;          /* the request JSON */
   or_buffer response;      /* body bytes not parsed as SSE */
+  or_buffer header_lines;  /* this response's header lines, for on_response */
   or_sse sse;
   or_action action;
   int stream;              /* asked for SSE */
+  int blocking;            /* a blocking call: its callback errors are raised by wait */
   int in_multi;
   int attempt;             /* 0 for the first try */
+  double started;          /* monotonic */
+  double retry_at;         /* when WAITING */
+  int cancel_requested;    /* cancel() or GC from where it cannot act at once */
+  double coalesce;         /* seconds between on_chunk deliveries; 0: every chunk */
+  double last_delivery;
+  int pending_count;       /* chunks held back */
+  int response_notified;
   /* per attempt */
   long status;
   int is_sse;              /* decided at the first body byte */
@@ -97,18 +137,58 @@ typedef struct or_request {
   int done_seen;           /* data: [DONE] */
   int events;              /* SSE events decoded */
   int delivered;           /* chunks handed to the Lua callback */
-  lua_State *L;            /* valid only while the request is driven */
-  int ref_callback;
+  /* registry references */
+  int ref_on_chunk;
+  int ref_on_done;
+  int ref_on_response;
+  int ref_client;          /* keeps the client alive while the request is */
   int ref_acc;             /* the stream assembler state */
+  int ref_pending;         /* chunks held back by coalesce */
   int ref_stash;           /* raised callback error, or the stream's error chunk */
+  int ref_result;          /* when DONE */
+  int ref_error;
+  int ref_raise;           /* a callback's error value, to raise again */
   char errbuf[CURL_ERROR_SIZE];
-} or_request;
+};
 
-int or_request_open(lua_State *L);
-/* Runs one action to completion; pushes res or nil, err. Raises on misuse
-** and re-raises callback errors after cleanup. */
-int or_request_run(lua_State *L, or_session *s, or_action action,
-                   const char *path, int params_idx, int callback_idx);
+/* Creates a request (not started) for params at params_idx (0: none). */
+or_request *or_request_new(lua_State *L, or_session *s, or_action action, const char *path,
+                           int params_idx, int stream);
+void or_request_free(lua_State *L, or_request *r);
+void or_request_release_transfer(or_request *r); /* easy handle, buffers */
+void or_request_begin_attempt(lua_State *L, or_request *r); /* pushes an error, or nothing */
+int or_request_configure(or_request *r);
+/* Maps the ended attempt to an outcome: pushes the result, the error or the
+** value to raise (nothing for OR_OUT_RETRY, with r->retry_at set). */
+or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc);
+/* Hands held-back (coalesced) chunks to on_chunk now; returns 0 if it stopped the request. */
+int or_request_flush(or_request *r);
+void or_unref(lua_State *L, int *ref);
+
+/* ---- multi.c: driving every request of a session ---- */
+
+void or_multi_enqueue(lua_State *L, or_session *s, or_request *r); /* starts or queues */
+void or_multi_round(lua_State *L, or_session *s);   /* one non-blocking pass; may raise */
+long or_multi_wait_ms(or_session *s, long cap_ms);  /* until the next timer */
+void or_multi_wait(or_session *s, long ms);         /* sleeps until activity or ms */
+void or_multi_notify(lua_State *L, int notify); /* on_done of the requests listed; may raise */
+/* Cancels r (not inside a curl callback): on_done runs now. */
+void or_multi_cancel(lua_State *L, or_request *r);
+/* The session is closing: every unfinished request is cancelled. notify: call on_done. */
+void or_multi_cancel_all(lua_State *L, or_session *s, int notify);
+
+/* ---- handle.c: Lua request objects and the actions ---- */
+
+int or_handle_open(lua_State *L);
+/* Pushes a request object for r. */
+or_handle *or_handle_push(lua_State *L, or_request *r);
+/* Runs an action: blocking (pushes res, err) or async (pushes the request object). */
+int or_call(lua_State *L, or_session *s, or_action action, const char *path, int params_idx,
+            int callback_idx, int opts_idx);
+int or_client_poll(lua_State *L);
+
+/* ---- actions.c ---- */
+void or_actions_register(lua_State *L, int methods);
 
 /* ---- stream.c: chunks -> one response ---- */
 
@@ -117,14 +197,16 @@ void or_stream_absorb(lua_State *L, int acc, int chunk); /* may raise (memory) *
 /* Pushes the assembled response (or a partial one), shaped like a non-streamed one. */
 void or_stream_result(lua_State *L, int acc, or_action action);
 int or_stream_has_data(lua_State *L, int acc);
+/* Pushes one chunk made of the chunks in the list at idx: text deltas joined,
+** tool-call and reasoning fragments kept in order, the last finish_reason and usage. */
+void or_stream_merge(lua_State *L, int list);
 
 /* ---- json.c: the bridge to lua-cjson ---- */
 
 int or_json_open(lua_State *L);  /* loads cjson, pushes nothing; raises if missing */
-/* Encodes the table at idx into out; `extra_stream` adds "stream": true.
-** Raises `bad argument #argn to fname` naming the offending field. */
-void or_json_encode_request(lua_State *L, int idx, int extra_stream, int argn,
-                            or_buffer *out);
+/* Pushes the JSON text of the value at idx; `extra_stream` adds "stream": true.
+** Raises `bad argument #argn` naming the offending field. */
+void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn);
 int or_json_encode_lua(lua_State *L);
 int or_json_decode_lua(lua_State *L);
 /* Decodes; on success pushes the value and returns 1, else pushes a message and returns 0. */

@@ -1,11 +1,12 @@
 /*
-** One HTTP exchange: headers, body, the transfer driven through the
-** session's multi handle, SSE events handed to Lua, retries, and the
-** mapping of what came back to a result or an error object.
+** One HTTP exchange: the request's body and headers, the curl callbacks that
+** parse the response (SSE events decoded and handed to Lua as they come), and
+** the mapping of an ended attempt to a result, an error or a retry. multi.c
+** drives many of these at once.
 **
 ** Lua callbacks run inside curl callbacks. They are always called through
 ** lua_pcall, so a Lua error never unwinds through libcurl's frames: it is
-** stashed, the transfer is aborted, and it is raised again after cleanup.
+** stashed, the transfer is aborted, and it is reported after cleanup.
 */
 #include "openrouter.h"
 
@@ -13,26 +14,66 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { OUT_RESULT, OUT_ERROR, OUT_RETRY, OUT_RAISE } or_outcome;
-
 /* ---- lifecycle ---- */
 
-static void unref(lua_State *L, int *ref) {
+void or_unref(lua_State *L, int *ref) {
   if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
   *ref = LUA_NOREF;
 }
 
 static void stash(lua_State *L, or_request *r) {  /* pops the value */
-  unref(L, &r->ref_stash);
+  or_unref(L, &r->ref_stash);
   r->ref_stash = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Idempotent: shared by the end of a call and __gc. */
-static void request_release(lua_State *L, or_request *r) {
+static struct curl_slist *build_headers(or_session *s, int post, int stream);
+
+or_request *or_request_new(lua_State *L, or_session *s, or_action action, const char *path,
+                           int params_idx, int stream) {
+  or_request *r;
+  size_t blen = strlen(s->base_url), plen = strlen(path), jlen = 0;
+  const char *json = NULL;
+  int top = lua_gettop(L);
+  /* everything that may raise (encoding) happens before any C allocation */
+  if (params_idx) {
+    or_json_push_request(L, params_idx, stream, params_idx);
+    json = lua_tolstring(L, -1, &jlen);
+  }
+  r = (or_request *)calloc(1, sizeof *r);
+  if (r == NULL) luaL_error(L, "openrouter: not enough memory");
+  or_buffer_init(&r->body);
+  or_buffer_init(&r->response);
+  or_buffer_init(&r->header_lines);
+  or_sse_init(&r->sse, s->max_response_bytes);
+  r->ref_on_chunk = r->ref_on_done = r->ref_on_response = r->ref_client = LUA_NOREF;
+  r->ref_acc = r->ref_pending = r->ref_stash = LUA_NOREF;
+  r->ref_result = r->ref_error = r->ref_raise = LUA_NOREF;
+  r->session = s;
+  r->action = action;
+  r->stream = stream;
+  r->state = OR_STATE_QUEUED;
+  r->retry_after = -1;
+  r->url = (char *)malloc(blen + plen + 1);
+  r->headers = build_headers(s, params_idx != 0, stream);
+  if (!r->url || !r->headers || (json && or_buffer_append(&r->body, json, jlen) != 0)) {
+    or_request_free(L, r);
+    luaL_error(L, "openrouter: not enough memory");
+  }
+  memcpy(r->url, s->base_url, blen);
+  memcpy(r->url + blen, path, plen + 1);
+  lua_settop(L, top);
+  return r;
+}
+
+/* The transfer's resources; the request's outcome (result, error) stays. */
+void or_request_release_transfer(or_request *r) {
   if (r->easy) {
-    if (r->in_multi) curl_multi_remove_handle(r->session->multi, r->easy);
+    if (r->in_multi && r->session) curl_multi_remove_handle(r->session->multi, r->easy);
     r->in_multi = 0;
-    or_session_return_easy(r->session, r->easy);
+    if (r->session)
+      or_session_return_easy(r->session, r->easy);
+    else
+      curl_easy_cleanup(r->easy);
     r->easy = NULL;
   }
   or_slist_free_secure(r->headers);
@@ -41,25 +82,23 @@ static void request_release(lua_State *L, or_request *r) {
   r->url = NULL;
   or_buffer_free(&r->body);
   or_buffer_free(&r->response);
+  or_buffer_free(&r->header_lines);
   or_sse_free(&r->sse);
-  unref(L, &r->ref_callback);
-  unref(L, &r->ref_acc);
-  unref(L, &r->ref_stash);
-  r->L = NULL;
 }
 
-static int request_gc(lua_State *L) {
-  or_request *r = (or_request *)luaL_checkudata(L, 1, OR_REQUEST_MT);
-  request_release(L, r);
-  return 0;
-}
-
-int or_request_open(lua_State *L) {
-  luaL_newmetatable(L, OR_REQUEST_MT);
-  lua_pushcfunction(L, request_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  return 0;
+void or_request_free(lua_State *L, or_request *r) {
+  or_request_release_transfer(r);
+  or_unref(L, &r->ref_on_chunk);
+  or_unref(L, &r->ref_on_done);
+  or_unref(L, &r->ref_on_response);
+  or_unref(L, &r->ref_client);
+  or_unref(L, &r->ref_acc);
+  or_unref(L, &r->ref_pending);
+  or_unref(L, &r->ref_stash);
+  or_unref(L, &r->ref_result);
+  or_unref(L, &r->ref_error);
+  or_unref(L, &r->ref_raise);
+  free(r);
 }
 
 /* ---- curl callbacks (no Lua error may escape them) ---- */
@@ -88,19 +127,26 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud) {
   size_t len = size * nitems, vlen;
   const char *v;
   r->last_activity = or_monotonic();
+  if (r->cancel_requested) return 0;
   if (len > 5 && memcmp(line, "HTTP/", 5) == 0) {
     /* a new response (after 100 Continue or a proxy's CONNECT): start over */
     const char *sp = memchr(line, ' ', len);
     r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     r->content_type[0] = '\0';
     r->retry_after = -1;
-  } else if (header_is(line, len, "content-type", &v, &vlen)) {
+    or_buffer_clear(&r->header_lines);
+    return len;
+  }
+  if (header_is(line, len, "content-type", &v, &vlen)) {
     copy_header(r->content_type, sizeof r->content_type, v, vlen);
   } else if (header_is(line, len, "x-generation-id", &v, &vlen)) {
     copy_header(r->generation_id, sizeof r->generation_id, v, vlen);
   } else if (header_is(line, len, "retry-after", &v, &vlen)) {
     r->retry_after = or_parse_retry_after(v, vlen, or_epoch());
   }
+  if (r->ref_on_response != LUA_NOREF && r->header_lines.len < 65536 &&
+      or_buffer_append(&r->header_lines, line, len) != 0)
+    return 0;
   return len;
 }
 
@@ -109,12 +155,125 @@ static void stash_message(lua_State *L, or_request *r, const char *msg) {
   stash(L, r);
 }
 
+/* Pushes the headers of the response as { [lowercased name] = value }. */
+static void push_headers(lua_State *L, or_request *r) {
+  const char *p = r->header_lines.data, *end = p + r->header_lines.len;
+  lua_newtable(L);
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+    if (!eol) eol = end;
+    colon = memchr(p, ':', (size_t)(eol - p));
+    if (colon && colon > p) {
+      luaL_Buffer b;
+      const char *k;
+      v = colon + 1;
+      while (v < eol && (*v == ' ' || *v == '\t')) v++;
+      ve = eol;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+      luaL_buffinit(L, &b);
+      for (k = p; k < colon; k++) luaL_addchar(&b, (char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k));
+      luaL_pushresult(&b);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      if (lua_isstring(L, -1)) {  /* a repeated header: values joined as HTTP allows */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      }
+      lua_rawset(L, -3);
+    }
+    p = eol + 1;
+  }
+}
+
+/* Calls on_response(status, headers) once per request. Returns 0 if it raised
+** (the error is stashed) or, through *cancel, asked to stop. */
+static int call_on_response(lua_State *L, or_request *r, int *cancel) {
+  *cancel = 0;
+  if (r->response_notified || r->ref_on_response == LUA_NOREF || r->status <= 0) return 1;
+  r->response_notified = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_on_response);
+  lua_pushinteger(L, (lua_Integer)r->status);
+  push_headers(L, r);
+  if (lua_pcall(L, 2, 1, 0) != 0) {
+    stash(L, r);
+    return 0;
+  }
+  *cancel = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* For responses that never reached the body callback (errors, empty bodies):
+** on_response before the outcome. Returns 0 if the callback raised. */
+static int notify_response(lua_State *L, or_request *r) {
+  int cancel;
+  if (!call_on_response(L, r, &cancel)) {
+    lua_pop(L, 1);  /* the outcome: the callback's error is what is reported */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
+    return 0;
+  }
+  return 1;
+}
+
+/* Calls on_chunk with the chunk on top (popped). Returns 0 when the transfer must stop. */
+static int deliver(lua_State *L, or_request *r) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_on_chunk);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    stash(L, r);
+    r->abort_reason = OR_ABORT_CALLBACK_ERROR;
+    return 0;
+  }
+  r->delivered++;
+  r->last_delivery = or_monotonic();
+  if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    r->abort_reason = OR_ABORT_CANCELLED;
+    return 0;
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int flush_protected(lua_State *L) {
+  or_request *r = (or_request *)lua_touserdata(L, 1);
+  int *ok = (int *)lua_touserdata(L, 2);
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_pending);
+  if (or_rawlen(L, 1) == 0) return 0;
+  or_stream_merge(L, 1);
+  lua_newtable(L);  /* an empty list for what comes next */
+  lua_rawseti(L, LUA_REGISTRYINDEX, r->ref_pending);
+  r->pending_count = 0;
+  *ok = deliver(L, r);
+  return 0;
+}
+
+int or_request_flush(or_request *r) {
+  lua_State *L = r->session ? r->session->L : NULL;
+  int ok = 1;
+  if (L == NULL || r->ref_pending == LUA_NOREF || r->ref_on_chunk == LUA_NOREF) return 1;
+  lua_pushcfunction(L, flush_protected);
+  lua_pushlightuserdata(L, r);
+  lua_pushlightuserdata(L, &ok);
+  if (lua_pcall(L, 2, 0, 0) != 0) {
+    stash(L, r);
+    r->abort_reason = OR_ABORT_LUA_FAILURE;
+    return 0;
+  }
+  return ok;
+}
+
 /* One SSE event: decode, absorb into the result, hand to the Lua callback.
 ** Runs inside feed_protected, under lua_pcall. Returns non-zero to stop. */
 static int on_event(void *ud, const char *type, size_t type_len, const char *data, size_t len) {
   or_request *r = (or_request *)ud;
-  lua_State *L = r->L;
-  int top = lua_gettop(L), chunk;
+  lua_State *L = r->session->L;
+  int top = lua_gettop(L), chunk, failed;
   (void)type;
   (void)type_len;
   if (r->done_seen) return 0;
@@ -137,25 +296,31 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
   or_stream_absorb(L, -1, chunk);
   lua_pop(L, 1);
-  if (r->ref_callback != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_callback);
-    lua_pushvalue(L, chunk);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-      stash(L, r);
-      r->abort_reason = OR_ABORT_CALLBACK_ERROR;
-      lua_settop(L, top);
-      return 1;
-    }
-    r->delivered++;
-    if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-      r->abort_reason = OR_ABORT_CANCELLED;
-      lua_settop(L, top);
-      return 1;
-    }
-    lua_pop(L, 1);
-  }
   lua_getfield(L, chunk, "error");
-  if (lua_istable(L, -1)) {
+  failed = lua_istable(L, -1);
+  lua_pop(L, 1);
+  if (r->ref_on_chunk != LUA_NOREF) {
+    if (r->ref_pending != LUA_NOREF) {
+      /* coalescing: hold the chunk back until `coalesce` seconds passed since the
+      ** last delivery (an error chunk goes out at once, with what was held) */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_pending);
+      lua_pushvalue(L, chunk);
+      lua_rawseti(L, -2, (int)or_rawlen(L, -2) + 1);
+      lua_pop(L, 1);
+      r->pending_count++;
+      if ((failed || or_monotonic() - r->last_delivery >= r->coalesce) && !or_request_flush(r)) {
+        lua_settop(L, top);
+        return 1;
+      }
+    } else {
+      lua_pushvalue(L, chunk);
+      if (!deliver(L, r)) {
+        lua_settop(L, top);
+        return 1;
+      }
+    }
+  }
+  if (failed) {
     /* an error after the first token: the stream is over, drain the rest */
     lua_pushvalue(L, chunk);
     stash(L, r);
@@ -187,7 +352,7 @@ static int feed_protected(lua_State *L) {
 
 /* Returns 0 when the transfer must stop. */
 static int feed_sse(or_request *r, const char *bytes, size_t len, int finish) {
-  lua_State *L = r->L;
+  lua_State *L = r->session->L;
   feed_args f;
   f.r = r;
   f.bytes = bytes;
@@ -219,6 +384,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
   size_t len = size * nmemb;
   r->last_activity = or_monotonic();
   r->bytes_received += len;
+  if (r->cancel_requested && !r->abort_reason) r->abort_reason = OR_ABORT_CANCELLED;
   if (r->abort_reason) return 0;
   if (r->bytes_received > r->session->max_response_bytes) {
     r->abort_reason = OR_ABORT_TOO_LARGE;
@@ -228,13 +394,24 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
     r->body_started = 1;
     r->is_sse = r->stream && r->status / 100 == 2 &&
                 strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+    if (r->status / 100 == 2) {  /* the host learns the status before the first chunk */
+      int cancel;
+      if (!call_on_response(r->session->L, r, &cancel)) {
+        r->abort_reason = OR_ABORT_CALLBACK_ERROR;
+        return 0;
+      }
+      if (cancel) {
+        r->abort_reason = OR_ABORT_CANCELLED;
+        return 0;
+      }
+    }
   }
   if (r->is_sse) {
     if (r->stream_failed) return len;
     return feed_sse(r, bytes, len, 0) ? len : 0;
   }
   if (or_buffer_append(&r->response, bytes, len) != 0) {
-    stash_message(r->L, r, "not enough memory");
+    stash_message(r->session->L, r, "not enough memory");
     r->abort_reason = OR_ABORT_LUA_FAILURE;
     return 0;
   }
@@ -243,7 +420,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 
 /* ---- one attempt ---- */
 
-static int configure(or_request *r) {
+int or_request_configure(or_request *r) {
   or_session *s = r->session;
   CURL *e = r->easy;
   CURLcode rc;
@@ -258,6 +435,7 @@ static int configure(or_request *r) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
   /* never follow a redirect: the Authorization header must not travel */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -282,7 +460,7 @@ static int configure(or_request *r) {
   return 0;
 }
 
-static void reset_attempt(lua_State *L, or_request *r) {
+void or_request_begin_attempt(lua_State *L, or_request *r) {
   r->status = 0;
   r->is_sse = 0;
   r->body_started = 0;
@@ -296,52 +474,18 @@ static void reset_attempt(lua_State *L, or_request *r) {
   r->events = 0;
   r->delivered = 0;
   or_buffer_clear(&r->response);
+  or_buffer_clear(&r->header_lines);
   or_sse_reset(&r->sse);
-  unref(L, &r->ref_stash);
-  unref(L, &r->ref_acc);
+  or_unref(L, &r->ref_stash);
+  or_unref(L, &r->ref_acc);
   or_stream_new_acc(L);
   r->ref_acc = luaL_ref(L, LUA_REGISTRYINDEX);
-  r->last_activity = or_monotonic();
-}
-
-/* Drives the multi handle until this transfer ends. */
-static CURLcode transfer(or_request *r) {
-  or_session *s = r->session;
-  CURLcode result = CURLE_OK;
-  int running, done = 0;
-  if (curl_multi_add_handle(s->multi, r->easy) != CURLM_OK) return CURLE_FAILED_INIT;
-  r->in_multi = 1;
-  while (!done) {
-    CURLMsg *msg;
-    int left;
-    long wait_ms = 1000;
-    curl_multi_perform(s->multi, &running);
-    while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
-      if (msg->msg == CURLMSG_DONE && msg->easy_handle == r->easy) {
-        result = msg->data.result;
-        done = 1;
-      }
-    }
-    if (done) break;
-    if (r->stream && s->idle_timeout_ms > 0) {
-      double idle_ms = (or_monotonic() - r->last_activity) * 1000.0;
-      if (idle_ms >= (double)s->idle_timeout_ms) {
-        r->abort_reason = OR_ABORT_IDLE;
-        break;
-      }
-      if ((double)s->idle_timeout_ms - idle_ms < (double)wait_ms)
-        wait_ms = (long)((double)s->idle_timeout_ms - idle_ms) + 1;
-    }
-    {
-      long curl_ms = -1;
-      curl_multi_timeout(s->multi, &curl_ms);
-      if (curl_ms >= 0 && curl_ms < wait_ms) wait_ms = curl_ms;
-    }
-    if (wait_ms > 0) curl_multi_poll(s->multi, NULL, 0, (int)wait_ms, NULL);
+  if (r->ref_pending != LUA_NOREF) {
+    lua_newtable(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, r->ref_pending);
+    r->pending_count = 0;
   }
-  curl_multi_remove_handle(s->multi, r->easy);
-  r->in_multi = 0;
-  return result;
+  r->last_activity = r->last_delivery = or_monotonic();
 }
 
 /* ---- outcome ---- */
@@ -448,8 +592,7 @@ static int shape_result(lua_State *L, or_request *r) {
 }
 
 /* Whether the failed attempt (error at err) is worth another try; sets *wait. */
-static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, double started,
-                        double *wait) {
+static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, double *wait) {
   or_session *s = r->session;
   double retry_after = -1, elapsed;
   const char *kind;
@@ -488,22 +631,27 @@ static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, doubl
   *wait = retry_after >= 0 ? retry_after
                            : or_backoff_delay(r->attempt, s->retry_base_delay, s->retry_max_delay,
                                               or_session_jitter(s));
-  elapsed = or_monotonic() - started;
+  elapsed = or_monotonic() - r->started;
   if (s->timeout_ms > 0 && (elapsed + *wait) * 1000.0 > (double)s->timeout_ms) return 0;
   return 1;
 }
 
-static or_outcome finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
+or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
   int err;
+  double wait = 0;
   if (r->is_sse && rc == CURLE_OK && r->abort_reason == OR_ABORT_NONE && !r->stream_failed)
     feed_sse(r, NULL, 0, 1);  /* an event left without its blank line */
+  if (r->abort_reason == OR_ABORT_NONE || r->abort_reason == OR_ABORT_IDLE ||
+      r->abort_reason == OR_ABORT_DECODE || r->abort_reason == OR_ABORT_TOO_LARGE)
+    or_request_flush(r);  /* held-back chunks go out before the end */
   switch (r->abort_reason) {
     case OR_ABORT_CALLBACK_ERROR:
     case OR_ABORT_LUA_FAILURE:
       lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
-      return OUT_RAISE;
+      return OR_OUT_RAISE;
     case OR_ABORT_CANCELLED:
-      or_error_new(L, "cancelled", "the stream callback returned false");
+      or_error_new(L, "cancelled", r->cancel_requested ? "the request was cancelled"
+                                                        : "a callback returned false");
       goto with_partial;
     case OR_ABORT_DECODE:
       lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_stash);
@@ -555,7 +703,7 @@ static or_outcome finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
       or_stream_result(L, -1, r->action);
       lua_remove(L, -2);
       shape_result(L, r);
-      return OUT_RESULT;
+      goto success;
     }
     if (!decode_body(L, r)) goto with_partial;
     if (has_error_object(L, lua_gettop(L))) {
@@ -568,7 +716,8 @@ static or_outcome finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
       lua_remove(L, err - 1);
       goto with_partial;
     }
-    return shape_result(L, r) ? OUT_RESULT : (set_common(L, r, lua_gettop(L)), OUT_ERROR);
+    if (shape_result(L, r)) goto success;
+    goto with_partial;
   }
   /* a non-2xx status */
   if (r->response.len > 0 && or_json_decode(L, r->response.data, r->response.len) &&
@@ -586,41 +735,15 @@ with_partial:
   err = lua_gettop(L);
   set_common(L, r, err);
   set_partial(L, r, err);
-  return OUT_ERROR;
-}
-
-/* Runs under lua_pcall: pushes res or nil, err. */
-static int drive(lua_State *L) {
-  or_request *r = (or_request *)lua_touserdata(L, 1);
-  double started = or_monotonic();
-  lua_settop(L, 0);
-  r->L = L;
-  for (;;) {
-    CURLcode rc;
-    or_outcome out;
-    double wait = 0;
-    reset_attempt(L, r);
-    if (configure(r) != 0) {
-      lua_pushnil(L);
-      or_error_new(L, "network", "invalid URL (check base_url)");
-      return 2;
-    }
-    rc = transfer(r);
-    out = finish_attempt(L, r, rc);
-    if (out == OUT_RAISE) return lua_error(L);
-    if (out == OUT_RESULT) return 1;
-    if (!should_retry(L, r, lua_gettop(L), rc, started, &wait)) {
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2;
-    }
-    lua_settop(L, 0);
-    r->attempt++;
-    or_sleep(wait);
+  if (r->abort_reason != OR_ABORT_CANCELLED && should_retry(L, r, err, rc, &wait)) {
+    lua_pop(L, 1);
+    r->retry_at = or_monotonic() + wait;
+    return OR_OUT_RETRY;
   }
+  return notify_response(L, r) ? OR_OUT_ERROR : OR_OUT_RAISE;
+success:
+  return notify_response(L, r) ? OR_OUT_RESULT : OR_OUT_RAISE;
 }
-
-/* ---- entry ---- */
 
 static struct curl_slist *build_headers(or_session *s, int post, int stream) {
   struct curl_slist *list = NULL, *item, *next;
@@ -647,52 +770,3 @@ fail:
   return NULL;
 }
 
-int or_request_run(lua_State *L, or_session *s, or_action action, const char *path,
-                   int params_idx, int callback_idx) {
-  or_request *r;
-  int status, stream = 0;
-  size_t blen = strlen(s->base_url), plen = strlen(path);
-  if (s->closed) return luaL_error(L, "attempt to use a closed openrouter client");
-  if (s->busy)
-    return luaL_error(L, "openrouter client is busy: it cannot be used from inside its own callbacks");
-  r = (or_request *)lua_newuserdata(L, sizeof *r);
-  memset(r, 0, sizeof *r);
-  or_buffer_init(&r->body);
-  or_buffer_init(&r->response);
-  or_sse_init(&r->sse, s->max_response_bytes);
-  r->ref_callback = r->ref_acc = r->ref_stash = LUA_NOREF;
-  r->session = s;
-  r->action = action;
-  luaL_getmetatable(L, OR_REQUEST_MT);
-  lua_setmetatable(L, -2);
-  if (callback_idx) {
-    stream = 1;
-  } else if (params_idx) {
-    lua_getfield(L, params_idx, "stream");
-    stream = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-  }
-  r->stream = stream;
-  if (params_idx) or_json_encode_request(L, params_idx, callback_idx != 0, params_idx, &r->body);
-  r->url = (char *)malloc(blen + plen + 1);
-  r->headers = build_headers(s, params_idx != 0, stream);
-  r->easy = or_session_take_easy(s);
-  if (!r->url || !r->headers || !r->easy) {
-    request_release(L, r);
-    return luaL_error(L, "openrouter: not enough memory");
-  }
-  memcpy(r->url, s->base_url, blen);
-  memcpy(r->url + blen, path, plen + 1);
-  if (callback_idx) {
-    lua_pushvalue(L, callback_idx);
-    r->ref_callback = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  s->busy = 1;
-  lua_pushcfunction(L, drive);
-  lua_pushlightuserdata(L, r);
-  status = lua_pcall(L, 1, 2, 0);
-  request_release(L, r);
-  s->busy = 0;
-  if (status != 0) return lua_error(L);
-  return 2;
-}

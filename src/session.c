@@ -24,17 +24,13 @@ void or_slist_free_secure(struct curl_slist *list) {
 }
 
 CURL *or_session_take_easy(or_session *s) {
-  CURL *e = s->idle_easy;
-  if (e) {
-    s->idle_easy = NULL;
-    return e;
-  }
+  if (s->easy_count > 0) return s->easy_pool[--s->easy_count];
   return curl_easy_init();
 }
 
 void or_session_return_easy(or_session *s, CURL *easy) {
-  if (!s->closed && s->idle_easy == NULL)
-    s->idle_easy = easy;
+  if (!s->closed && s->easy_count < OR_EASY_POOL)
+    s->easy_pool[s->easy_count++] = easy;
   else
     curl_easy_cleanup(easy);
 }
@@ -50,8 +46,7 @@ double or_session_jitter(or_session *s) {
 }
 
 static void session_free(or_session *s) {
-  if (s->idle_easy) curl_easy_cleanup(s->idle_easy);
-  s->idle_easy = NULL;
+  while (s->easy_count > 0) curl_easy_cleanup(s->easy_pool[--s->easy_count]);
   if (s->multi) curl_multi_cleanup(s->multi);
   s->multi = NULL;
   or_slist_free_secure(s->headers);
@@ -64,16 +59,29 @@ static void session_free(or_session *s) {
   s->closed = 1;
 }
 
+/* client:close(): unfinished requests are cancelled (their on_done runs),
+** then the connections are released. Idempotent. */
 static int session_close(lua_State *L) {
   or_session *s = (or_session *)luaL_checkudata(L, 1, OR_SESSION_MT);
-  if (s->busy) return luaL_error(L, "cannot close an openrouter client from inside its own callbacks");
-  if (!s->closed) session_free(s);
+  int notify;
+  if (s->closed) return 0;
+  if (s->in_perform || s->in_round)
+    return luaL_error(L, "cannot close an openrouter client from inside its own streaming callbacks");
+  lua_newtable(L);
+  notify = lua_gettop(L);
+  or_multi_cancel_all(L, s, notify);
+  session_free(s);
+  or_multi_notify(L, notify);
   return 0;
 }
 
 static int session_gc(lua_State *L) {
   or_session *s = (or_session *)luaL_checkudata(L, 1, OR_SESSION_MT);
-  if (!s->closed && !s->busy) session_free(s);
+  if (!s->closed) {
+    /* only at lua_close can a client with requests be collected: detach them */
+    or_multi_cancel_all(L, s, 0);
+    session_free(s);
+  }
   return 0;
 }
 
@@ -180,156 +188,7 @@ int or_session_new(lua_State *L) {
   return 1;
 }
 
-/* ---- actions ---- */
-
-static int check_callback(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  if (t == LUA_TNONE || t == LUA_TNIL) return 0;
-  if (t != LUA_TFUNCTION) {
-    lua_pushfstring(L, "function expected, got %s", luaL_typename(L, idx));
-    luaL_argerror(L, idx, lua_tostring(L, -1));
-  }
-  return idx;
-}
-
-/* Pushes s percent-encoded (RFC 3986 unreserved characters kept). */
-static void push_escaped(lua_State *L, const char *s, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
-  luaL_Buffer b;
-  size_t i;
-  luaL_buffinit(L, &b);
-  for (i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-        c == '-' || c == '_' || c == '.' || c == '~') {
-      luaL_addchar(&b, (char)c);
-    } else {
-      luaL_addchar(&b, '%');
-      luaL_addchar(&b, hex[c >> 4]);
-      luaL_addchar(&b, hex[c & 15]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/* Pushes query[key] as a string: lists are comma-joined, as the API takes them. */
-static void push_query_value(lua_State *L, int query, const char *key) {
-  lua_getfield(L, query, key);
-  if (lua_istable(L, -1)) {
-    int j, m = (int)or_rawlen(L, -1), list = lua_gettop(L);
-    lua_pushliteral(L, "");
-    for (j = 1; j <= m; j++) {
-      lua_rawgeti(L, list, j);
-      if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        luaL_argerror(L, query, lua_pushfstring(L, "query list '%s' must hold strings", key));
-      if (j > 1) {
-        lua_pushliteral(L, ",");
-        lua_insert(L, -2);
-        lua_concat(L, 3);
-      } else {
-        lua_concat(L, 2);
-      }
-    }
-    lua_remove(L, list);
-  } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
-    lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
-    lua_remove(L, -2);
-  } else if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER) {
-    luaL_argerror(L, query, lua_pushfstring(L,
-      "query value '%s' must be a string, number, boolean or list", key));
-  }
-}
-
-/* client:get_models([query]): GET /models, query parameters passed through. */
-static int client_get_models(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int path;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_pushliteral(L, "/models");
-  path = lua_gettop(L);
-  if (lua_istable(L, 2)) {
-    /* sorted keys: the same query always makes the same URL */
-    int keys, i, n = 0;
-    lua_newtable(L);
-    keys = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_argerror(L, 2, "query keys must be strings");
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, keys, ++n);
-    }
-    lua_getglobal(L, "table");
-    lua_getfield(L, -1, "sort");
-    lua_pushvalue(L, keys);
-    lua_call(L, 1, 0);
-    lua_pop(L, 1);
-    for (i = 1; i <= n; i++) {
-      size_t klen, vlen;
-      const char *k, *v;
-      lua_rawgeti(L, keys, i);
-      k = lua_tolstring(L, -1, &klen);
-      push_query_value(L, 2, k);
-      v = lua_tolstring(L, -1, &vlen);
-      lua_pushvalue(L, path);
-      lua_pushstring(L, i == 1 ? "?" : "&");
-      push_escaped(L, k, klen);
-      lua_pushliteral(L, "=");
-      push_escaped(L, v, vlen);
-      lua_concat(L, 5);
-      lua_replace(L, path);
-      lua_pop(L, 2);
-    }
-    lua_settop(L, path);
-  }
-  return or_request_run(L, s, OR_ACTION_MODELS, lua_tostring(L, path), 0, 0);
-}
-
-static int client_get_credits(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  return or_request_run(L, s, OR_ACTION_CREDITS, "/credits", 0, 0);
-}
-
-static int client_completion(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int cb;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  cb = check_callback(L, 3);
-  lua_getfield(L, 2, "prompt");
-  if (lua_type(L, -1) != LUA_TSTRING)
-    luaL_argerror(L, 2, lua_pushfstring(L, "'prompt' must be a string, got %s", luaL_typename(L, -1)));
-  lua_pop(L, 1);
-  return or_request_run(L, s, OR_ACTION_COMPLETION, "/completions", 2, cb);
-}
-
-static int client_chat_completion(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int cb, n, count = 0;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  cb = check_callback(L, 3);
-  lua_getfield(L, 2, "messages");
-  if (!lua_istable(L, -1))
-    luaL_argerror(L, 2, lua_pushfstring(L, "'messages' must be a table, got %s", luaL_typename(L, -1)));
-  n = (int)or_rawlen(L, -1);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    count++;
-    if (lua_type(L, -2) != LUA_TNUMBER || !lua_istable(L, -1)) {
-      luaL_argerror(L, 2, "'messages' must be a sequence of message tables");
-    }
-    lua_pop(L, 1);
-  }
-  if (n == 0 || count != n) luaL_argerror(L, 2, "'messages' must be a non-empty sequence");
-  lua_pop(L, 1);
-  return or_request_run(L, s, OR_ACTION_CHAT, "/chat/completions", 2, cb);
-}
-
 static const luaL_Reg client_methods[] = {
-  {"get_models", client_get_models},
-  {"get_credits", client_get_credits},
-  {"completion", client_completion},
-  {"chat_completion", client_chat_completion},
   {"close", session_close},
   {"is_closed", session_is_closed},
   {NULL, NULL}
@@ -357,6 +216,7 @@ int or_session_open(lua_State *L) {
   } else {
     or_setfuncs(L, client_methods, 0);
   }
+  or_actions_register(L, lua_gettop(L));
   lua_remove(L, -2);
   return 1;
 }

@@ -448,3 +448,125 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
   lua_setfield(L, res, "choices");
   lua_pop(L, 1);
 }
+
+/* ---- coalescing: several chunks as one ---- */
+
+/* Appends the string src[field] to dst[field]. */
+static void join_string(lua_State *L, int dst, int src, const char *field) {
+  lua_getfield(L, src, field);
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, dst, field);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, dst, field);
+}
+
+/* Appends the items of the list src[field] to the list dst[field]. */
+static void join_list(lua_State *L, int dst, int src, const char *field) {
+  int list, out, i, n;
+  lua_getfield(L, src, field);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  list = lua_gettop(L);
+  subtable(L, dst, field);
+  out = lua_gettop(L);
+  n = (int)or_rawlen(L, list);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    append(L, out, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, list - 1);
+}
+
+static void merge_choice(lua_State *L, int choices, int choice, int position) {
+  int idx, m, delta, top = lua_gettop(L);
+  lua_getfield(L, choice, "index");
+  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
+  lua_pop(L, 1);
+  if (idx < 0 || idx > 1000000) return;
+  lua_rawgeti(L, choices, idx + 1);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushinteger(L, idx);
+    lua_setfield(L, -2, "index");
+    lua_newtable(L);
+    lua_setfield(L, -2, "delta");
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, choices, idx + 1);
+  }
+  m = lua_gettop(L);
+  copy_if_set(L, m, choice, "finish_reason");
+  copy_if_set(L, m, choice, "native_finish_reason");
+  join_string(L, m, choice, "text");
+  lua_getfield(L, choice, "delta");
+  if (lua_istable(L, -1)) {
+    delta = lua_gettop(L);
+    lua_getfield(L, m, "delta");
+    lua_getfield(L, -1, "role");
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      copy_if_set(L, lua_gettop(L), delta, "role");
+    } else {
+      lua_pop(L, 1);
+    }
+    join_string(L, lua_gettop(L), delta, "content");
+    join_string(L, lua_gettop(L), delta, "reasoning");
+    join_string(L, lua_gettop(L), delta, "refusal");
+    join_list(L, lua_gettop(L), delta, "tool_calls");
+    join_list(L, lua_gettop(L), delta, "reasoning_details");
+    join_list(L, lua_gettop(L), delta, "annotations");
+  }
+  lua_settop(L, top);
+}
+
+void or_stream_merge(lua_State *L, int list) {
+  int n, i, merged, choices;
+  list = or_absindex(L, list);
+  n = (int)or_rawlen(L, list);
+  lua_newtable(L);
+  merged = lua_gettop(L);
+  lua_newtable(L);
+  choices = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    int chunk;
+    lua_rawgeti(L, list, i);
+    chunk = lua_gettop(L);
+    /* top-level fields: the latest value wins (id, model, usage, error ...) */
+    lua_pushnil(L);
+    while (lua_next(L, chunk)) {
+      if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "choices") == 0) {
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, merged);
+    }
+    lua_getfield(L, chunk, "choices");
+    if (lua_istable(L, -1)) {
+      int cl = lua_gettop(L), j, m = (int)or_rawlen(L, cl);
+      for (j = 1; j <= m; j++) {
+        lua_rawgeti(L, cl, j);
+        if (lua_istable(L, -1)) merge_choice(L, choices, lua_gettop(L), j - 1);
+        lua_pop(L, 1);
+      }
+    }
+    lua_settop(L, choices);
+  }
+  push_compacted(L, choices);
+  lua_setfield(L, merged, "choices");
+  lua_pop(L, 1);
+  lua_pushinteger(L, n);
+  lua_setfield(L, merged, "coalesced");
+}

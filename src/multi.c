@@ -1,0 +1,344 @@
+/*
+** Driving every request of a session through its curl multi handle: starting
+** queued requests and due retries, reaping finished transfers, stall timeouts,
+** coalesced deliveries, cancellation, and the on_done notifications.
+**
+** A round never blocks. Lua callbacks run in three places only: inside
+** curl_multi_perform (on_response, on_chunk), in the sweep (coalesced chunks)
+** and in the notification phase (on_done). While the active list is walked
+** (s->in_round) callbacks cannot free or unlink a request: cancel() and the
+** garbage collector only mark it, and the walk acts on the mark.
+*/
+#include "openrouter.h"
+
+#include <string.h>
+
+/* ---- the active list ---- */
+
+static void link_active(or_session *s, or_request *r) {
+  r->prev = s->last;
+  r->next = NULL;
+  if (s->last)
+    s->last->next = r;
+  else
+    s->first = r;
+  s->last = r;
+  s->active++;
+}
+
+static void unlink_active(or_session *s, or_request *r) {
+  if (r->prev) r->prev->next = r->next; else s->first = r->next;
+  if (r->next) r->next->prev = r->prev; else s->last = r->prev;
+  r->prev = r->next = NULL;
+  s->active--;
+}
+
+void or_multi_enqueue(lua_State *L, or_session *s, or_request *r) {
+  (void)L;
+  r->state = OR_STATE_QUEUED;  /* the next round starts it */
+  link_active(s, r);
+}
+
+/* ---- completion ---- */
+
+/* Pushes the Lua object of r, or nothing (returns 0) when it was collected. */
+static int push_object(lua_State *L, or_request *r) {
+  if (r->handle == NULL) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
+  lua_pushlightuserdata(L, r);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (lua_isuserdata(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* The outcome (on top, popped) becomes r's; r leaves the active list and is
+** queued in the notify table for on_done (or freed, when nobody holds it). */
+static void complete(lua_State *L, or_session *s, or_request *r, or_outcome out, int notify) {
+  int value = lua_gettop(L);
+  if (out == OR_OUT_RESULT) {
+    lua_pushvalue(L, value);
+    r->ref_result = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else if (out == OR_OUT_ERROR) {
+    lua_pushvalue(L, value);
+    r->ref_error = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    /* a callback raised: the value is raised again; on_done and req.error get an error object */
+    lua_pushvalue(L, value);
+    r->ref_raise = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushfstring(L, "a callback raised: %s",
+                    lua_isstring(L, value) ? lua_tostring(L, value) : luaL_typename(L, value));
+    or_error_new(L, "callback", lua_tostring(L, -1));
+    lua_pushvalue(L, value);
+    lua_setfield(L, -2, "cause");
+    r->ref_error = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, value - 1);
+  r->state = OR_STATE_DONE;
+  or_request_release_transfer(r);
+  unlink_active(s, r);
+  or_unref(L, &r->ref_client);
+  or_unref(L, &r->ref_acc);
+  or_unref(L, &r->ref_pending);
+  or_unref(L, &r->ref_stash);
+  if (push_object(L, r)) {
+    lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
+  } else {
+    r->handle = NULL;
+    or_request_free(L, r);
+  }
+}
+
+static void finish(lua_State *L, or_session *s, or_request *r, CURLcode rc, int notify) {
+  or_outcome out = or_request_finish_attempt(L, r, rc);
+  if (out == OR_OUT_RETRY) {
+    r->state = OR_STATE_WAITING;  /* its easy handle is kept for the next attempt */
+    return;
+  }
+  complete(L, s, r, out, notify);
+}
+
+/* Stops a running transfer from outside curl's callbacks. */
+static void abort_transfer(lua_State *L, or_session *s, or_request *r, or_abort why, int notify) {
+  if (r->in_multi) curl_multi_remove_handle(s->multi, r->easy);
+  r->in_multi = 0;
+  if (r->abort_reason == OR_ABORT_NONE) r->abort_reason = why;
+  finish(L, s, r, CURLE_OK, notify);
+}
+
+static void complete_cancelled(lua_State *L, or_session *s, or_request *r, int notify) {
+  if (r->state == OR_STATE_RUNNING) {
+    abort_transfer(L, s, r, OR_ABORT_CANCELLED, notify);
+    return;
+  }
+  or_error_new(L, "cancelled", "the request was cancelled");
+  complete(L, s, r, OR_OUT_ERROR, notify);
+}
+
+/* Calls on_done(res, err) of every request in the notify table; raises the
+** first error (a callback's, raised again, or on_done's own) once all ran. */
+static void notify_all(lua_State *L, int notify) {
+  int i, n = (int)or_rawlen(L, notify), have_error = 0, slot;
+  lua_pushnil(L);
+  slot = lua_gettop(L);  /* the first error */
+  for (i = 1; i <= n; i++) {
+    or_handle *h;
+    or_request *r;
+    lua_rawgeti(L, notify, i);  /* the table keeps the object alive */
+    h = (or_handle *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    r = h ? h->r : NULL;  /* read again each time: an on_done may close another request */
+    if (r == NULL) continue;
+    if (r->ref_raise != LUA_NOREF && !r->blocking && !have_error) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_raise);
+      lua_replace(L, slot);
+      have_error = 1;
+    }
+    if (r->ref_on_done != LUA_NOREF) {
+      int done = r->ref_on_done;
+      r->ref_on_done = LUA_NOREF;  /* exactly once */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, done);
+      luaL_unref(L, LUA_REGISTRYINDEX, done);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_result);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_error);
+      if (lua_pcall(L, 2, 0, 0) != 0) {
+        if (!have_error) {
+          lua_replace(L, slot);
+          have_error = 1;
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+    }
+  }
+  if (have_error) {
+    lua_pushvalue(L, slot);
+    lua_error(L);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- a round ---- */
+
+static int start_attempt(lua_State *L, or_session *s, or_request *r) {
+  if (r->easy == NULL) r->easy = or_session_take_easy(s);
+  if (r->easy == NULL) {
+    or_error_new(L, "network", "cannot create a curl handle");
+    return 0;
+  }
+  or_request_begin_attempt(L, r);
+  if (or_request_configure(r) != 0) {
+    or_error_new(L, "network", "invalid URL (check base_url)");
+    return 0;
+  }
+  if (curl_multi_add_handle(s->multi, r->easy) != CURLM_OK) {
+    or_error_new(L, "network", "cannot start the transfer");
+    return 0;
+  }
+  r->in_multi = 1;
+  r->state = OR_STATE_RUNNING;
+  return 1;
+}
+
+static void start_due(lua_State *L, or_session *s, int notify) {
+  or_request *r, *next;
+  double now = or_monotonic();
+  for (r = s->first; r; r = next) {
+    next = r->next;
+    if (r->state != OR_STATE_QUEUED && !(r->state == OR_STATE_WAITING && now >= r->retry_at))
+      continue;
+    if (r->cancel_requested) {
+      complete_cancelled(L, s, r, notify);
+      continue;
+    }
+    if (r->state == OR_STATE_WAITING) r->attempt++;
+    if (!start_attempt(L, s, r)) complete(L, s, r, OR_OUT_ERROR, notify);
+  }
+}
+
+static void reap(lua_State *L, or_session *s, int notify) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+    CURL *easy = msg->easy_handle;
+    CURLcode rc = msg->data.result;
+    char *priv = NULL;
+    or_request *r;
+    if (msg->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    r = (or_request *)priv;
+    curl_multi_remove_handle(s->multi, easy);  /* msg is invalid from here */
+    if (r == NULL) continue;
+    r->in_multi = 0;
+    finish(L, s, r, rc, notify);
+  }
+}
+
+/* Marked cancellations, stalled streams, coalesced chunks that are due. */
+static void sweep(lua_State *L, or_session *s, int notify) {
+  or_request *r, *next;
+  double now = or_monotonic();
+  for (r = s->first; r; r = next) {
+    next = r->next;
+    if (r->cancel_requested) {
+      if (r->handle == NULL && r->state != OR_STATE_RUNNING) {
+        /* collected while queued or waiting: nobody to tell */
+        unlink_active(s, r);
+        or_request_free(L, r);
+      } else {
+        complete_cancelled(L, s, r, notify);
+      }
+      continue;
+    }
+    if (r->state != OR_STATE_RUNNING) continue;
+    if (r->stream && s->idle_timeout_ms > 0 &&
+        (now - r->last_activity) * 1000.0 >= (double)s->idle_timeout_ms) {
+      abort_transfer(L, s, r, OR_ABORT_IDLE, notify);
+      continue;
+    }
+    if (r->pending_count > 0 && now - r->last_delivery >= r->coalesce && !or_request_flush(r))
+      abort_transfer(L, s, r, r->abort_reason, notify);
+  }
+}
+
+static int round_protected(lua_State *L) {
+  or_session *s = (or_session *)lua_touserdata(L, 1);
+  int running, notify;
+  lua_settop(L, 0);
+  lua_newtable(L);
+  notify = 1;
+  s->L = L;
+  s->in_round = 1;
+  start_due(L, s, notify);
+  s->in_perform = 1;
+  curl_multi_perform(s->multi, &running);
+  s->in_perform = 0;
+  reap(L, s, notify);
+  sweep(L, s, notify);
+  s->in_round = 0;
+  notify_all(L, notify);
+  return 0;
+}
+
+void or_multi_round(lua_State *L, or_session *s) {
+  lua_pushcfunction(L, round_protected);
+  lua_pushlightuserdata(L, s);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    /* bookkeeping is consistent at every point a Lua error can occur */
+    s->in_perform = 0;
+    s->in_round = 0;
+    lua_error(L);
+  }
+}
+
+/* ---- waiting ---- */
+
+long or_multi_wait_ms(or_session *s, long cap_ms) {
+  or_request *r;
+  long ms = cap_ms, curl_ms = -1;
+  double now = or_monotonic();
+  curl_multi_timeout(s->multi, &curl_ms);
+  if (curl_ms >= 0 && curl_ms < ms) ms = curl_ms;
+  for (r = s->first; r && ms > 0; r = r->next) {
+    double due = -1;
+    if (r->state == OR_STATE_QUEUED || r->cancel_requested) {
+      due = now;
+    } else if (r->state == OR_STATE_WAITING) {
+      due = r->retry_at;
+    } else if (r->state == OR_STATE_RUNNING) {
+      if (r->stream && s->idle_timeout_ms > 0)
+        due = r->last_activity + (double)s->idle_timeout_ms / 1000.0;
+      if (r->pending_count > 0 && (due < 0 || r->last_delivery + r->coalesce < due))
+        due = r->last_delivery + r->coalesce;
+    }
+    if (due >= 0) {
+      double left = (due - now) * 1000.0;
+      if (left < (double)ms) ms = left <= 0 ? 0 : (long)left + 1;
+    }
+  }
+  return ms < 0 ? 0 : ms;
+}
+
+void or_multi_wait(or_session *s, long ms) {
+  if (ms > 0) curl_multi_poll(s->multi, NULL, 0, (int)ms, NULL);
+}
+
+/* ---- cancellation ---- */
+
+void or_multi_cancel(lua_State *L, or_request *r) {
+  or_session *s = r->session;
+  int notify;
+  if (s == NULL || r->state == OR_STATE_DONE) return;
+  r->cancel_requested = 1;
+  if (s->in_perform || s->in_round) return;  /* the running round acts on the mark */
+  lua_newtable(L);
+  notify = lua_gettop(L);
+  s->L = L;
+  complete_cancelled(L, s, r, notify);
+  notify_all(L, notify);
+  lua_pop(L, 1);
+}
+
+void or_multi_cancel_all(lua_State *L, or_session *s, int notify) {
+  or_request *r, *next;
+  s->L = L;
+  for (r = s->first; r; r = next) {
+    next = r->next;
+    if (notify) {
+      complete_cancelled(L, s, r, notify);
+    } else {
+      /* the client is being collected (lua_close): detach without calling Lua */
+      or_request_release_transfer(r);
+      unlink_active(s, r);
+      r->state = OR_STATE_DONE;
+      r->session = NULL;
+      if (r->handle == NULL) or_request_free(L, r);
+    }
+  }
+}
+
+void or_multi_notify(lua_State *L, int notify) {
+  notify_all(L, or_absindex(L, notify));
+}
