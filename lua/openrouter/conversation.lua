@@ -226,6 +226,59 @@ local function trim(self)
   self.messages = kept
 end
 
+local function check_content(fname, content)
+  if type(content) ~= "string" and not (type(content) == "table" and is_sequence(content)) then
+    argerror(fname, 1, "string or array of content parts expected, got " .. type(content))
+  end
+end
+
+-- A turn: the messages one `say` adds (kept apart until it succeeds) and its text.
+local function new_turn(conv, content)
+  return { conv = conv, pending = { { role = "user", content = deep_copy(content) } },
+           texts = {}, rounds = 0, done = false }
+end
+
+-- Takes one response into the turn. Returns true when the model must be asked
+-- again (tool results were added), else the turn's text (the history now has
+-- it), or nil, err.
+local function absorb(turn, res)
+  local conv = turn.conv
+  add_usage(conv.totals, res.usage)
+  local choice = type(res.choices) == "table" and res.choices[1]
+  local message = type(choice) == "table" and choice.message
+  if type(message) ~= "table" then
+    return nil, new_error("decode", "the response has no message", { generation_id = res.id })
+  end
+  turn.pending[#turn.pending + 1] = message  -- verbatim: reasoning_details must go back unchanged
+  turn.texts[#turn.texts + 1] = content_text(message.content)
+  local calls = message.tool_calls
+  if type(calls) == "table" and #calls > 0 then
+    turn.rounds = turn.rounds + 1
+    if turn.rounds > conv.max_tool_rounds then
+      return nil, new_error("tool", ("the model still asks for tools after %d rounds (max_tool_rounds)")
+        :format(conv.max_tool_rounds))
+    end
+    for _, call in ipairs(calls) do
+      local tool_message, err = run_tool(conv, call)
+      if not tool_message then return nil, err end
+      turn.pending[#turn.pending + 1] = tool_message
+    end
+    return true
+  end
+  for _, m in ipairs(turn.pending) do conv.messages[#conv.messages + 1] = m end
+  trim(conv)
+  return table.concat(turn.texts)
+end
+
+-- on_delta(text, chunk) as a chunk callback.
+local function delta_callback(on_delta)
+  if not on_delta then return nil end
+  return function(chunk)
+    local piece = text_of(chunk)
+    if piece and piece ~= "" then return on_delta(piece, chunk) end
+  end
+end
+
 --- Sends a user message and returns the assistant's reply, running tool calls.
 -- @param content a string, or an array of content parts
 -- @tparam[opt] function on_delta streams the reply: called as `on_delta(text, chunk)`
@@ -233,51 +286,71 @@ end
 -- @treturn ?string the reply text (all text of this turn, equal to the joined deltas)
 -- @return err on failure, with the history unchanged; `err.partial` for a broken stream
 function Conversation:say(content, on_delta)
-  if type(content) ~= "string" and not (type(content) == "table" and is_sequence(content)) then
-    argerror("say", 1, "string or array of content parts expected, got " .. type(content))
-  end
+  check_content("say", content)
   if on_delta ~= nil and type(on_delta) ~= "function" then
     argerror("say", 2, "function expected, got " .. type(on_delta))
   end
-  local pending = { { role = "user", content = deep_copy(content) } }
-  local texts = {}
-  local callback
-  if on_delta then
-    callback = function(chunk)
-      local piece = text_of(chunk)
-      if piece and piece ~= "" then return on_delta(piece, chunk) end
-    end
-  end
-  local rounds = 0
+  local turn, callback = new_turn(self, content), delta_callback(on_delta)
   while true do
-    local res, err = self.client:chat_completion(request_for(self, pending), callback)
+    local res, err = self.client:chat_completion(request_for(self, turn.pending), callback)
     if not res then return nil, err end
-    add_usage(self.totals, res.usage)
-    local choice = type(res.choices) == "table" and res.choices[1]
-    local message = type(choice) == "table" and choice.message
-    if type(message) ~= "table" then
-      return nil, new_error("decode", "the response has no message", { generation_id = res.id })
-    end
-    pending[#pending + 1] = message  -- verbatim: reasoning_details must go back unchanged
-    texts[#texts + 1] = content_text(message.content)
-    local calls = message.tool_calls
-    if type(calls) == "table" and #calls > 0 then
-      rounds = rounds + 1
-      if rounds > self.max_tool_rounds then
-        return nil, new_error("tool", ("the model still asks for tools after %d rounds (max_tool_rounds)")
-          :format(self.max_tool_rounds))
-      end
-      for _, call in ipairs(calls) do
-        local tool_message, terr = run_tool(self, call)
-        if not tool_message then return nil, terr end
-        pending[#pending + 1] = tool_message
-      end
-    else
-      for _, m in ipairs(pending) do self.messages[#self.messages + 1] = m end
-      trim(self)
-      return table.concat(texts)
+    local more, text_or_err = absorb(turn, res)
+    if more ~= true then return more, text_or_err end
+  end
+end
+
+--- A `say` in progress (what `say_async` returns).
+-- Fields `done`, `result` (the reply text), `error`.
+local Turn = {}
+Turn.__index = Turn
+
+--- Cancels the turn: its on_done gets an error of kind "cancelled".
+function Turn:cancel()
+  if self.done or not self.request then return false end
+  return self.request:cancel()
+end
+
+--- Drives the client until the turn is done.
+-- @treturn ?string the reply text, or nil, err
+function Turn:wait()
+  while not self.done do self.request:wait() end
+  return self.result, self.error
+end
+
+--- Like `say`, without blocking: the client's `poll` drives it.
+-- @param content a string, or an array of content parts
+-- @tparam[opt] table opts `on_delta(text, chunk)` (streams the reply; return false to
+--   cancel), `on_done(text, err)` (once, at the end), `coalesce` (seconds between
+--   deliveries of text, for UI hosts)
+-- @treturn Turn the turn in progress (keep it: a collected turn is cancelled)
+function Conversation:say_async(content, opts)
+  check_content("say_async", content)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror("say_async", 2, "table expected, got " .. type(opts)) end
+  for _, k in ipairs{ "on_delta", "on_done" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      argerror("say_async", 2, ("'%s' must be a function"):format(k))
     end
   end
+  local turn = setmetatable(new_turn(self, content), Turn)
+  local on_chunk = delta_callback(opts.on_delta)
+  local function finish(text, err)
+    turn.done, turn.result, turn.error = true, text, err
+    if opts.on_done then opts.on_done(text, err) end
+  end
+  local function ask()
+    turn.request = self.client:chat_completion_async(request_for(self, turn.pending), {
+      on_chunk = on_chunk, coalesce = opts.coalesce,
+      on_done = function(res, err)
+        if not res then return finish(nil, err) end
+        local more, text_or_err = absorb(turn, res)
+        if more == true then return ask() end
+        finish(more, text_or_err)
+      end,
+    })
+  end
+  ask()
+  return turn
 end
 
 --- The accumulated usage of every request this conversation made (tool rounds
