@@ -24,7 +24,9 @@ else
   LUA_PC  := $(LUA)
   LUA_PKG := $(LUA) lib$(LUA)-dev
 endif
-DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG)
+# the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb
+HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth
+DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS)
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -38,7 +40,7 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps test demo emulator clean rock
+.PHONY: all deps host-module test demo emulator clean rock
 
 all: $(MODULE)
 
@@ -59,7 +61,11 @@ $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SO) -o $@ $(OBJECTS) $(LIBS)
 
-test: deps $(MODULE)
+# Neovim and LÖVE load the LuaJIT build, whatever LUA is.
+host-module: deps
+	@$(MAKE) --no-print-directory LUA=luajit all
+
+test: deps $(MODULE) host-module
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(LUA_CPATH_DEV)' $(BUSTED_ARGS) spec
 

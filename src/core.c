@@ -93,8 +93,12 @@ int luaopen_openrouter_core(lua_State *L) {
   lua_setfield(L, -2, "array_mt");
   luaL_getmetatable(L, OR_ERROR_MT);
   lua_setfield(L, -2, "error_mt");
-  lua_pushlightuserdata(L, NULL);  /* cjson.null */
+  or_push_null(L);  /* cjson.null, or vim.NIL inside Neovim */
   lua_setfield(L, -2, "null");
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_getfield(L, -1, "backend");
+  lua_setfield(L, -3, "json_backend");
+  lua_pop(L, 1);
   lua_pushliteral(L, OR_VERSION);
   lua_setfield(L, -2, "VERSION");
   /* curl_version_info, not curl_version(): the latter initialises LDAP/SASL

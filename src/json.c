@@ -33,15 +33,30 @@ static int call_method(lua_State *L, int mod, const char *name, int nargs) {
   return lua_pcall(L, nargs, 1, 0) == 0;
 }
 
+/* Loads the JSON codec: lua-cjson (a private instance, so our settings never
+** change the caller's cjson), or inside Neovim, where lua-cjson is often
+** absent, vim.json (the same cjson underneath). */
 int or_json_open(lua_State *L) {
-  int mod, ctx;
+  int mod, ctx, is_vim = 0;
   lua_getglobal(L, "require");
   lua_pushstring(L, "cjson");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    lua_getglobal(L, "vim");
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "json");
+      if (lua_istable(L, -1)) {
+        lua_replace(L, -3);
+        lua_pop(L, 1);
+        is_vim = 1;
+      }
+    }
+    if (!is_vim) {
+      lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 2 : 1));
+      return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
+    }
+  }
   mod = lua_gettop(L);
-  /* A private instance, so our settings never change the caller's cjson. */
-  if (call_method(L, mod, "new", 0) && lua_istable(L, -1)) {
+  if (!is_vim && call_method(L, mod, "new", 0) && lua_istable(L, -1)) {
     lua_replace(L, mod);
   } else {
     lua_settop(L, mod);
@@ -51,10 +66,11 @@ int or_json_open(lua_State *L) {
   lua_newtable(L);
   ctx = lua_gettop(L);
   lua_pushinteger(L, 17);
-  if (!call_method(L, mod, "encode_number_precision", 1)) {
+  if (is_vim || !call_method(L, mod, "encode_number_precision", 1)) {
     lua_settop(L, ctx);
     lua_pushinteger(L, 14);
-    call_method(L, mod, "encode_number_precision", 1);
+    if (!is_vim) call_method(L, mod, "encode_number_precision", 1);
+    lua_settop(L, ctx);
     lua_pushboolean(L, 1);
     lua_setfield(L, ctx, "short_precision");
   }
@@ -63,8 +79,24 @@ int or_json_open(lua_State *L) {
   lua_setfield(L, ctx, "encode");
   lua_getfield(L, mod, "decode");
   lua_setfield(L, ctx, "decode");
-  lua_getfield(L, mod, "null");
-  lua_setfield(L, ctx, "null");
+  if (is_vim) {
+    /* vim.json: nulls are vim.NIL, empty tables encode as [], vim.empty_dict() as {} */
+    lua_getglobal(L, "vim");
+    lua_getfield(L, -1, "NIL");
+    lua_setfield(L, ctx, "null");
+    lua_getfield(L, -1, "empty_dict");
+    if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == 0 && lua_istable(L, -1))
+      lua_setfield(L, ctx, "empty_object");
+    lua_settop(L, ctx);
+    lua_newtable(L);
+    lua_setfield(L, ctx, "empty_array");
+    lua_pushliteral(L, "vim.json");
+  } else {
+    lua_getfield(L, mod, "null");
+    lua_setfield(L, ctx, "null");
+    lua_pushliteral(L, "cjson");
+  }
+  lua_setfield(L, ctx, "backend");
   {
     char nonce[24];
     snprintf(nonce, sizeof nonce, "%08lx%08lx", (unsigned long)((size_t)L & 0xffffffffUL),
@@ -73,14 +105,16 @@ int or_json_open(lua_State *L) {
     lua_setfield(L, ctx, "number_open");
     lua_pushfstring(L, "\"\\u0002%s#", nonce);
     lua_setfield(L, ctx, "number_open_json");
-    lua_getfield(L, mod, "empty_array");
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushfstring(L, "\001%s[]\001", nonce);
-      lua_pushfstring(L, "\"\\u0001%s[]\\u0001\"", nonce);
-      lua_setfield(L, ctx, "empty_array_json");
+    if (!is_vim) {
+      lua_getfield(L, mod, "empty_array");
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "\001%s[]\001", nonce);
+        lua_pushfstring(L, "\"\\u0001%s[]\\u0001\"", nonce);
+        lua_setfield(L, ctx, "empty_array_json");
+      }
+      lua_setfield(L, ctx, "empty_array");
     }
-    lua_setfield(L, ctx, "empty_array");
   }
   lua_pushvalue(L, ctx);
   lua_setfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
@@ -88,10 +122,30 @@ int or_json_open(lua_State *L) {
   return 0;
 }
 
+int or_is_null(lua_State *L, int idx) {
+  int t = lua_type(L, idx), yes;
+  if (t == LUA_TNIL) return 1;
+  if (t == LUA_TLIGHTUSERDATA) return lua_touserdata(L, idx) == NULL;
+  if (t != LUA_TUSERDATA) return 0;
+  idx = or_absindex(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_getfield(L, -1, "null");
+  yes = lua_rawequal(L, -1, idx);
+  lua_pop(L, 2);
+  return yes;
+}
+
+void or_push_null(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_getfield(L, -1, "null");
+  lua_remove(L, -2);
+}
+
 /* ---- request preparation ---- */
 
 typedef struct walk {
   int short_precision; /* the cjson flavour writes at most 14 digits */
+  int has_empty_object; /* empty tables need a marker to stay objects (vim.json) */
   int argn;
   int ctx;
   int array_mt;
@@ -229,8 +283,11 @@ static void prepare(lua_State *L, int idx, walk *w) {
     }
     switch (lua_type(L, val)) {
       case LUA_TTABLE:
-        if ((is_array_key(L, key) || has_array_mt(L, val, w)) && is_empty(L, val)) {
+        if (is_empty(L, val) && (is_array_key(L, key) || has_array_mt(L, val, w))) {
           lua_getfield(L, w->ctx, "empty_array");
+          replaced = 1;
+        } else if (w->has_empty_object && is_empty(L, val)) {
+          lua_getfield(L, w->ctx, "empty_object");  /* vim.json needs it for {} */
           replaced = 1;
         } else {
           prepare(L, val, w);
@@ -249,6 +306,9 @@ static void prepare(lua_State *L, int idx, walk *w) {
       case LUA_TSTRING:
       case LUA_TBOOLEAN:
         break;
+      case LUA_TUSERDATA:
+        if (or_is_null(L, val)) break;  /* vim.NIL */
+        goto unencodable;
       case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, val) == NULL) break; /* cjson.null */
         lua_getfield(L, w->ctx, "empty_array");
@@ -257,7 +317,8 @@ static void prepare(lua_State *L, int idx, walk *w) {
           break;
         }
         /* fall through */
-      default: {
+      default:
+      unencodable: {
         char what[96];
         snprintf(what, sizeof what, "cannot encode a %s as JSON", luaL_typename(L, val));
         raise_at(L, w, what);
@@ -293,7 +354,9 @@ void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
   w.ctx = lua_gettop(L);
   lua_getfield(L, w.ctx, "short_precision");
   w.short_precision = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  lua_getfield(L, w.ctx, "empty_object");
+  w.has_empty_object = !lua_isnil(L, -1);
+  lua_pop(L, 2);
   luaL_getmetatable(L, OR_ARRAY_MT);
   w.array_mt = lua_gettop(L);
   if (lua_istable(L, idx)) {

@@ -208,6 +208,8 @@ int or_json_open(lua_State *L);  /* loads cjson, pushes nothing; raises if missi
 ** Raises `bad argument #argn` naming the offending field. */
 void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn);
 int or_json_encode_lua(lua_State *L);
+int or_is_null(lua_State *L, int idx);  /* nil or the JSON null of the codec */
+void or_push_null(lua_State *L);
 int or_json_decode_lua(lua_State *L);
 /* Decodes; on success pushes the value and returns 1, else pushes a message and returns 0. */
 int or_json_decode(lua_State *L, const char *s, size_t len);

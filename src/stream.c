@@ -14,10 +14,7 @@
 
 #include <string.h>
 
-static int is_null(lua_State *L, int idx) {
-  return lua_isnil(L, idx) ||
-         (lua_type(L, idx) == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL);
-}
+#define is_null(L, idx) or_is_null(L, idx)
 
 /* t[field] as a table, created when missing; pushed. */
 static void subtable(lua_State *L, int t, const char *field) {
@@ -321,9 +318,7 @@ static int push_joined(lua_State *L, int c, const char *field) {
   return 1;
 }
 
-static void push_null(lua_State *L) {
-  lua_pushlightuserdata(L, NULL);
-}
+#define push_null(L) or_push_null(L)
 
 /* Sorted by index: tables keyed index + 1 may have holes. */
 static void push_compacted(lua_State *L, int sparse) {

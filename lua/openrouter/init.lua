@@ -23,6 +23,9 @@ M.null = core.null
 --- The libcurl version string the module runs with.
 M.curl_version = core.curl_version
 
+--- The JSON codec in use: "cjson", or "vim.json" inside Neovim without lua-cjson.
+M.json_backend = core.json_backend
+
 --- The client type's method table: add methods here to extend every client.
 M.Client = core.Client
 
