@@ -71,7 +71,7 @@ describe("hosts", function()
     assert.is_not_nil(f, "LÖVE wrote no result")
     local result = {}
     for line in f:lines() do
-      local k, v = line:match("^(%w+)=(.*)$")
+      local k, v = line:match("^([%w_]+)=(.*)$")
       if k then result[k] = v end
     end
     f:close()
