@@ -40,7 +40,7 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps host-module test demo emulator clean rock
+.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak
 
 all: $(MODULE)
 
@@ -83,6 +83,39 @@ rock: deps
 	luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) make --deps-mode=none --tree build/rock-tree openrouter-scm-1.rockspec
 	eval "$$(luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) --tree build/rock-tree path)" && \
 	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)'
+
+# The whole suite under valgrind memcheck: any error or definite leak fails the run.
+VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+  --keep-debuginfo=yes --suppressions=spec/support/valgrind.supp
+check-valgrind: deps $(MODULE) host-module
+	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
+	  $(VALGRIND) $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(LUA_CPATH_DEV)' $(BUSTED_ARGS) spec
+
+# The core built with AddressSanitizer and UndefinedBehaviorSanitizer (clang), the whole
+# suite run against it. The interpreter is not instrumented: the ASan runtime is preloaded.
+ASAN_BUILD := build/asan-$(LUA)
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+check-asan: deps host-module
+	@command -v clang >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq clang >/dev/null; }
+	@mkdir -p $(ASAN_BUILD)/openrouter
+	clang -std=c99 -fPIC -shared $(WARN) $(ASAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl) \
+	  -o $(ASAN_BUILD)/openrouter/core.so $(SOURCES) $(LIBS)
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(ASAN_BUILD)/?.so;;' OPENROUTER_EMULATOR_LUA=$(LUA) \
+	  LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(ASAN_BUILD)/?.so;;' $(BUSTED_ARGS) spec
+
+# libFuzzer targets for the plain-C parts (fuzz/): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(MAKE) -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# 100,000 mixed requests against the emulator; prints RSS at start and end.
+SOAK_REQUESTS ?= 100000
+soak: deps $(MODULE)
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
+	  $(LUA) scripts/soak.lua $(SOAK_REQUESTS)
 
 clean:
 	rm -rf build
