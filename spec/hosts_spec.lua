@@ -38,7 +38,7 @@ describe("hosts", function()
   it("Neovim: the example plugin streams into a buffer while the editor keeps running", function()
     local out = os.tmpname()
     local cmd = ("OPENROUTER_ROOT=%s OPENROUTER_BASE_URL=%s OPENROUTER_NVIM_RESULT=%s "
-      .. "timeout 60 nvim --headless --clean -u NONE -c %s >/dev/null 2>&1"):format(
+      .. "env -u LD_PRELOAD timeout 60 nvim --headless --clean -u NONE -c %s >/dev/null 2>&1"):format(
       shell_quote(root), shell_quote(emu.url), shell_quote(out),
       shell_quote("luafile " .. root .. "/spec/support/nvim_check.lua"))
     run(cmd)
@@ -64,7 +64,7 @@ describe("hosts", function()
     os.remove(out)
     local cmd = ("OPENROUTER_ROOT=%s OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=sk-or-love "
       .. "OPENROUTER_MODEL=emulator/slow:100 OPENROUTER_LOVE_RESULT=%s "
-      .. "timeout 60 xvfb-run -a love %s >/dev/null 2>&1"):format(
+      .. "env -u LD_PRELOAD timeout 60 xvfb-run -a love %s >/dev/null 2>&1"):format(
       shell_quote(root), shell_quote(emu.url), shell_quote(out), shell_quote(root .. "/examples/love"))
     run(cmd)
     local f = io.open(out, "r")
