@@ -38,6 +38,7 @@ build = {
   modules = {
     ["openrouter"] = "lua/openrouter/init.lua",
     ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
+    ["openrouter.models"] = "lua/openrouter/models.lua",
     ["openrouter.core"] = {
       sources = {
         "src/actions.c", "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c",

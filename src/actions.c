@@ -211,7 +211,175 @@ static int client_chat_completion_async(lua_State *L) {
   return or_call(L, s, OR_ACTION_CHAT, "/chat/completions", 2, 0, opts);
 }
 
+/* client:get_key() -> the `data` of GET /key: limits and usage of the key. */
+static int client_get_key(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  return or_call(L, s, OR_ACTION_KEY, "/key", 0, 0, 0);
+}
+
+static int client_get_key_async(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  int opts = check_opts(L, 2);
+  return or_call(L, s, OR_ACTION_KEY, "/key", 0, 0, opts);
+}
+
+/* Pushes "/generation?id=<id>" for the id at idx (checked). */
+static void push_generation_path(lua_State *L, int idx) {
+  size_t len;
+  const char *id = luaL_checklstring(L, idx, &len);
+  if (len == 0 || len > 256) luaL_argerror(L, idx, "generation id must be 1-256 characters");
+  lua_pushliteral(L, "/generation?id=");
+  push_escaped(L, id, len);
+  lua_concat(L, 2);
+}
+
+/* How long a 404 is retried: opts.wait at idx (0: none) or 5 seconds. */
+static double generation_wait(lua_State *L, int opts) {
+  double wait = 5;
+  if (opts) {
+    lua_getfield(L, opts, "wait");
+    if (!lua_isnil(L, -1)) {
+      wait = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(wait >= 0) || wait > 600)
+        luaL_argerror(L, opts, "'wait' must be a number of seconds between 0 and 600");
+    }
+    lua_pop(L, 1);
+  }
+  return wait;
+}
+
+/* Sets the 404 deadline on the request object just pushed by or_call. */
+static void set_not_found_wait(lua_State *L, int object, double wait) {
+  or_handle *h = (or_handle *)luaL_checkudata(L, object, OR_REQUEST_MT);
+  if (h->r && wait > 0) h->r->not_found_until = h->r->started + wait;
+}
+
+/* client:get_generation(id [, { wait = seconds }]) -> the `data` of GET /generation.
+** A 404 is retried with backoff for `wait` seconds (default 5): stats are written
+** asynchronously after a completion. */
+static int client_get_generation(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  int opts = 0, path, object;
+  double wait;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    opts = 3;
+  }
+  wait = generation_wait(L, opts);
+  lua_settop(L, 3);
+  push_generation_path(L, 2);
+  path = lua_gettop(L);
+  /* an async request plus wait, so that the 404 deadline can be set in between */
+  lua_newtable(L);
+  object = lua_gettop(L) + 1;
+  or_call(L, s, OR_ACTION_GENERATION, lua_tostring(L, path), 0, 0, lua_gettop(L));
+  set_not_found_wait(L, object, wait);
+  lua_getfield(L, object, "wait");
+  lua_pushvalue(L, object);
+  lua_call(L, 1, 2);
+  lua_getfield(L, object, "close");
+  lua_pushvalue(L, object);
+  lua_call(L, 1, 0);
+  return 2;
+}
+
+/* client:get_generation_async(id, { wait =, on_done =, on_response = }) -> request */
+static int client_get_generation_async(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  int opts = check_opts(L, 3), object;
+  double wait = generation_wait(L, opts);
+  push_generation_path(L, 2);
+  object = lua_gettop(L) + 1;
+  or_call(L, s, OR_ACTION_GENERATION, lua_tostring(L, -1), 0, 0, opts);
+  set_not_found_wait(L, object, wait);
+  return 1;
+}
+
+/* Pushes "/models/<author>/<slug>/endpoints" for the model id at idx (checked). */
+static void push_endpoints_path(lua_State *L, int idx) {
+  size_t len, i, slash = 0;
+  const char *id = luaL_checklstring(L, idx, &len);
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)id[i];
+    if (c == '/') {
+      if (slash) break;
+      slash = i;
+    } else if (c <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '%' || c == '\\') {
+      break;
+    }
+  }
+  if (len > 200 || i < len || slash == 0 || slash == len - 1)
+    luaL_argerror(L, idx, "model id must look like 'author/slug'");
+  lua_pushliteral(L, "/models/");
+  push_escaped(L, id, slash);
+  lua_pushliteral(L, "/");
+  push_escaped(L, id + slash + 1, len - slash - 1);
+  lua_pushliteral(L, "/endpoints");
+  lua_concat(L, 5);
+}
+
+/* client:get_model_endpoints("author/slug") -> the `data` of
+** GET /models/{author}/{slug}/endpoints: the model and its per-provider endpoints. */
+static int client_get_model_endpoints(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  lua_settop(L, 2);
+  push_endpoints_path(L, 2);
+  return or_call(L, s, OR_ACTION_ENDPOINTS, lua_tostring(L, -1), 0, 0, 0);
+}
+
+static int client_get_model_endpoints_async(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  int opts = check_opts(L, 3);
+  push_endpoints_path(L, 2);
+  return or_call(L, s, OR_ACTION_ENDPOINTS, lua_tostring(L, -1), 0, 0, opts);
+}
+
+static void check_embeddings(lua_State *L) {
+  int t;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "input");
+  t = lua_type(L, -1);
+  if (t == LUA_TTABLE) {
+    int n = (int)or_rawlen(L, -1), i;
+    if (n == 0) luaL_argerror(L, 2, "'input' must be a string or a non-empty list");
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER && !lua_istable(L, -1))
+        luaL_argerror(L, 2, lua_pushfstring(L, "'input[%d]' must be a string", i));
+      lua_pop(L, 1);
+    }
+  } else if (t != LUA_TSTRING) {
+    luaL_argerror(L, 2, lua_pushfstring(L, "'input' must be a string or a list, got %s",
+                                        lua_typename(L, t)));
+  }
+  lua_pop(L, 1);
+}
+
+/* client:embeddings{ model =, input = "text" or { "a", "b" } } -> the decoded response. */
+static int client_embeddings(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  check_embeddings(L);
+  lua_settop(L, 2);
+  return or_call(L, s, OR_ACTION_EMBEDDINGS, "/embeddings", 2, 0, 0);
+}
+
+static int client_embeddings_async(lua_State *L) {
+  or_session *s = or_check_session(L, 1);
+  int opts;
+  check_embeddings(L);
+  opts = check_opts(L, 3);
+  return or_call(L, s, OR_ACTION_EMBEDDINGS, "/embeddings", 2, 0, opts);
+}
+
 static const luaL_Reg actions[] = {
+  {"get_key", client_get_key},
+  {"get_key_async", client_get_key_async},
+  {"get_generation", client_get_generation},
+  {"get_generation_async", client_get_generation_async},
+  {"get_model_endpoints", client_get_model_endpoints},
+  {"get_model_endpoints_async", client_get_model_endpoints_async},
+  {"embeddings", client_embeddings},
+  {"embeddings_async", client_embeddings_async},
   {"get_models", client_get_models},
   {"get_models_async", client_get_models_async},
   {"get_credits", client_get_credits},

@@ -65,10 +65,14 @@ int or_session_new(lua_State *L);
 /* ---- request.c: one HTTP exchange ---- */
 
 typedef enum {
-  OR_ACTION_MODELS,
+  OR_ACTION_MODELS,      /* these return the body's `data` */
   OR_ACTION_CREDITS,
-  OR_ACTION_CHAT,
-  OR_ACTION_COMPLETION
+  OR_ACTION_KEY,
+  OR_ACTION_GENERATION,
+  OR_ACTION_ENDPOINTS,
+  OR_ACTION_CHAT,        /* these return the whole body */
+  OR_ACTION_COMPLETION,
+  OR_ACTION_EMBEDDINGS
 } or_action;
 
 /* Why a transfer was stopped from inside a callback. */
@@ -118,6 +122,7 @@ struct or_request {
   int attempt;             /* 0 for the first try */
   double started;          /* monotonic */
   double retry_at;         /* when WAITING */
+  double not_found_until;  /* retry a 404 until then (generation stats are written late) */
   int cancel_requested;    /* cancel() or GC from where it cannot act at once */
   double coalesce;         /* seconds between on_chunk deliveries; 0: every chunk */
   double last_delivery;

@@ -563,6 +563,9 @@ static int shape_result(lua_State *L, or_request *r) {
   switch (r->action) {
     case OR_ACTION_MODELS:
     case OR_ACTION_CREDITS:
+    case OR_ACTION_KEY:
+    case OR_ACTION_GENERATION:
+    case OR_ACTION_ENDPOINTS:
       lua_getfield(L, body, "data");
       if (!lua_istable(L, -1)) {
         lua_pop(L, 2);
@@ -596,6 +599,12 @@ static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, doubl
   or_session *s = r->session;
   double retry_after = -1, elapsed;
   const char *kind;
+  if (r->status == 404 && r->not_found_until > 0) {
+    /* GET /generation right after a completion can 404: its stats are written
+    ** asynchronously. Back off (0.25 s doubling, at most 1 s) until the deadline. */
+    *wait = or_backoff_delay(r->attempt, 0.25, 1.0, or_session_jitter(s));
+    return or_monotonic() + *wait <= r->not_found_until;
+  }
   if (r->attempt >= s->max_retries || r->events > 0) return 0;
   lua_getfield(L, err, "kind");
   kind = lua_tostring(L, -1);

@@ -188,6 +188,9 @@ function M.array(t)
   return setmetatable(t, core.array_mt)
 end
 
+--- Keeps the models of a list that meet criteria (see `openrouter.models`).
+M.filter_models = require("openrouter.models").filter_models
+
 require("openrouter.conversation").install(M)
 
 return M
