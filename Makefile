@@ -40,7 +40,7 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak
+.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak bench
 
 all: $(MODULE)
 
@@ -116,6 +116,12 @@ SOAK_REQUESTS ?= 100000
 soak: deps $(MODULE)
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(LUA) scripts/soak.lua $(SOAK_REQUESTS)
+
+# Benchmarks against the alternatives (bench/): writes bench/results.md.
+bench: deps $(MODULE)
+	@$(MAKE) --no-print-directory LUA=lua5.4 all
+	@$(MAKE) --no-print-directory LUA=luajit all
+	bench/run
 
 clean:
 	rm -rf build
