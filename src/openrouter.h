@@ -34,6 +34,7 @@ typedef struct or_session {
   char *base_url;
   or_buffer api_key;       /* wiped before it is freed */
   struct curl_slist *headers; /* Authorization, attribution, extras, User-Agent */
+  struct curl_slist *request_headers[2][2]; /* [post][stream]: headers + Accept ... */
   long timeout_ms;
   long connect_timeout_ms;
   long idle_timeout_ms;
@@ -109,9 +110,11 @@ struct or_request {
   or_handle *handle;       /* NULL once the Lua object was collected */
   or_state state;
   CURL *easy;
-  struct curl_slist *headers;
+  struct curl_slist *headers; /* the session's, for this kind of request */
   char *url;
-  or_buffer body;          /* the request JSON */
+  const char *body;        /* the request JSON: a Lua string held by ref_body */
+  size_t body_len;
+  int ref_body;
   or_buffer response;      /* body bytes not parsed as SSE */
   or_buffer header_lines;  /* this response's header lines, for on_response */
   or_sse sse;

@@ -26,42 +26,47 @@ static void stash(lua_State *L, or_request *r) {  /* pops the value */
   r->ref_stash = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static struct curl_slist *build_headers(or_session *s, int post, int stream);
 
 or_request *or_request_new(lua_State *L, or_session *s, or_action action, const char *path,
                            int params_idx, int stream) {
   or_request *r;
-  size_t blen = strlen(s->base_url), plen = strlen(path), jlen = 0;
+  size_t blen = strlen(s->base_url), plen = strlen(path);
+  int body_ref = LUA_NOREF;
   const char *json = NULL;
-  int top = lua_gettop(L);
+  size_t jlen = 0;
   /* everything that may raise (encoding) happens before any C allocation */
   if (params_idx) {
     or_json_push_request(L, params_idx, stream, params_idx);
     json = lua_tolstring(L, -1, &jlen);
+    body_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* the JSON string is sent as it is, not copied */
   }
   r = (or_request *)calloc(1, sizeof *r);
-  if (r == NULL) luaL_error(L, "openrouter: not enough memory");
-  or_buffer_init(&r->body);
+  if (r == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, body_ref);
+    luaL_error(L, "openrouter: not enough memory");
+  }
   or_buffer_init(&r->response);
   or_buffer_init(&r->header_lines);
   or_sse_init(&r->sse, s->max_response_bytes);
   r->ref_on_chunk = r->ref_on_done = r->ref_on_response = r->ref_client = LUA_NOREF;
   r->ref_acc = r->ref_pending = r->ref_stash = LUA_NOREF;
   r->ref_result = r->ref_error = r->ref_raise = LUA_NOREF;
+  r->ref_body = body_ref;
+  r->body = json;
+  r->body_len = jlen;
   r->session = s;
   r->action = action;
   r->stream = stream;
   r->state = OR_STATE_QUEUED;
   r->retry_after = -1;
+  r->headers = s->request_headers[params_idx != 0][stream != 0];
   r->url = (char *)malloc(blen + plen + 1);
-  r->headers = build_headers(s, params_idx != 0, stream);
-  if (!r->url || !r->headers || (json && or_buffer_append(&r->body, json, jlen) != 0)) {
+  if (!r->url) {
     or_request_free(L, r);
     luaL_error(L, "openrouter: not enough memory");
   }
   memcpy(r->url, s->base_url, blen);
   memcpy(r->url + blen, path, plen + 1);
-  lua_settop(L, top);
   return r;
 }
 
@@ -76,11 +81,9 @@ void or_request_release_transfer(or_request *r) {
       curl_easy_cleanup(r->easy);
     r->easy = NULL;
   }
-  or_slist_free_secure(r->headers);
-  r->headers = NULL;
+  r->headers = NULL;  /* the session's */
   free(r->url);
   r->url = NULL;
-  or_buffer_free(&r->body);
   or_buffer_free(&r->response);
   or_buffer_free(&r->header_lines);
   or_sse_free(&r->sse);
@@ -88,6 +91,8 @@ void or_request_release_transfer(or_request *r) {
 
 void or_request_free(lua_State *L, or_request *r) {
   or_request_release_transfer(r);
+  r->body = NULL;
+  or_unref(L, &r->ref_body);
   or_unref(L, &r->ref_on_chunk);
   or_unref(L, &r->ref_on_done);
   or_unref(L, &r->ref_on_response);
@@ -443,9 +448,9 @@ int or_request_configure(or_request *r) {
 #endif
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  if (r->body.data) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
+  if (r->body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
   } else {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   }
@@ -453,6 +458,8 @@ int or_request_configure(or_request *r) {
   if (s->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
   if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
   if (s->proxy) curl_easy_setopt(e, CURLOPT_PROXY, s->proxy);
+  /* a proxy's "200 Connection established" is not the server's status */
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   if (s->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -752,30 +759,5 @@ with_partial:
   return notify_response(L, r) ? OR_OUT_ERROR : OR_OUT_RAISE;
 success:
   return notify_response(L, r) ? OR_OUT_RESULT : OR_OUT_RAISE;
-}
-
-static struct curl_slist *build_headers(or_session *s, int post, int stream) {
-  struct curl_slist *list = NULL, *item, *next;
-  for (item = s->headers; item; item = item->next) {
-    next = curl_slist_append(list, item->data);
-    if (!next) goto fail;
-    list = next;
-  }
-  next = curl_slist_append(list, stream ? "Accept: text/event-stream" : "Accept: application/json");
-  if (!next) goto fail;
-  list = next;
-  if (post) {
-    next = curl_slist_append(list, "Content-Type: application/json");
-    if (!next) goto fail;
-    list = next;
-    /* no "Expect: 100-continue" round trip for large bodies */
-    next = curl_slist_append(list, "Expect:");
-    if (!next) goto fail;
-    list = next;
-  }
-  return list;
-fail:
-  or_slist_free_secure(list);
-  return NULL;
 }
 

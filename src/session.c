@@ -45,7 +45,41 @@ double or_session_jitter(or_session *s) {
   return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
+/* The header list of one kind of request: the client's headers, then Accept
+** and, for a POST, Content-Type. Built once per client. */
+static struct curl_slist *build_request_headers(or_session *s, int post, int stream) {
+  struct curl_slist *list = NULL, *item, *next;
+  for (item = s->headers; item; item = item->next) {
+    next = curl_slist_append(list, item->data);
+    if (!next) goto fail;
+    list = next;
+  }
+  next = curl_slist_append(list, stream ? "Accept: text/event-stream" : "Accept: application/json");
+  if (!next) goto fail;
+  list = next;
+  if (post) {
+    next = curl_slist_append(list, "Content-Type: application/json");
+    if (!next) goto fail;
+    list = next;
+    /* no "Expect: 100-continue" round trip for large bodies */
+    next = curl_slist_append(list, "Expect:");
+    if (!next) goto fail;
+    list = next;
+  }
+  return list;
+fail:
+  or_slist_free_secure(list);
+  return NULL;
+}
+
+
 static void session_free(or_session *s) {
+  int post, stream;
+  for (post = 0; post < 2; post++)
+    for (stream = 0; stream < 2; stream++) {
+      or_slist_free_secure(s->request_headers[post][stream]);
+      s->request_headers[post][stream] = NULL;
+    }
   while (s->easy_count > 0) curl_easy_cleanup(s->easy_pool[--s->easy_count]);
   if (s->multi) curl_multi_cleanup(s->multi);
   s->multi = NULL;
@@ -185,6 +219,14 @@ int or_session_new(lua_State *L) {
   lua_pop(L, 1);
   s->multi = curl_multi_init();
   if (!s->base_url || !s->multi) luaL_error(L, "openrouter: cannot create a curl session");
+  {
+    int post, stream;
+    for (post = 0; post < 2; post++)
+      for (stream = 0; stream < 2; stream++) {
+        s->request_headers[post][stream] = build_request_headers(s, post, stream);
+        if (!s->request_headers[post][stream]) luaL_error(L, "not enough memory");
+      }
+  }
   return 1;
 }
 
