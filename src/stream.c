@@ -55,9 +55,24 @@ static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
 void or_stream_new_acc(lua_State *L) {
   lua_newtable(L);
   lua_newtable(L);
-  lua_setfield(L, -2, "meta");
-  lua_newtable(L);
   lua_setfield(L, -2, "choices");
+}
+
+/* Copies the top-level fields of chunk into res (not choices, usage, error, object). */
+static void copy_meta(lua_State *L, int res, int chunk) {
+  if (!lua_istable(L, chunk)) return;
+  lua_pushnil(L);
+  while (lua_next(L, chunk)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (k && strcmp(k, "choices") != 0 && strcmp(k, "usage") != 0 &&
+        strcmp(k, "error") != 0 && strcmp(k, "object") != 0 && !is_null(L, -1)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, res);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
 }
 
 int or_stream_has_data(lua_State *L, int acc) {
@@ -261,23 +276,19 @@ static void absorb_choice(lua_State *L, int choices, int choice, int position) {
 }
 
 void or_stream_absorb(lua_State *L, int acc, int chunk) {
-  int meta, top = lua_gettop(L);
+  int top = lua_gettop(L);
   acc = or_absindex(L, acc);
   chunk = or_absindex(L, chunk);
-  lua_getfield(L, acc, "meta");
-  meta = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, chunk)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (k && strcmp(k, "choices") != 0 && strcmp(k, "usage") != 0 &&
-        strcmp(k, "error") != 0 && strcmp(k, "object") != 0 && !is_null(L, -1)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_settable(L, meta);
-    } else {
-      lua_pop(L, 1);
-    }
+  /* top-level fields (id, model, provider ...) come from the first and the last
+  ** chunk at the end, rather than being copied from every chunk */
+  lua_getfield(L, acc, "first");
+  if (lua_isnil(L, -1)) {
+    lua_pushvalue(L, chunk);
+    lua_setfield(L, acc, "first");
   }
+  lua_pop(L, 1);
+  lua_pushvalue(L, chunk);
+  lua_setfield(L, acc, "last");
   lua_getfield(L, chunk, "usage");
   if (lua_istable(L, -1))
     lua_setfield(L, acc, "usage");
@@ -404,13 +415,11 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
   acc = or_absindex(L, acc);
   lua_newtable(L);
   res = lua_gettop(L);
-  lua_getfield(L, acc, "meta");
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_settable(L, res);
-  }
+  lua_getfield(L, acc, "first");
+  copy_meta(L, res, lua_gettop(L));
+  lua_pop(L, 1);
+  lua_getfield(L, acc, "last");
+  copy_meta(L, res, lua_gettop(L));
   lua_pop(L, 1);
   lua_pushstring(L, action == OR_ACTION_COMPLETION ? "text_completion" : "chat.completion");
   lua_setfield(L, res, "object");
