@@ -26,7 +26,9 @@ else
 endif
 # the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb
 HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth
-DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS)
+# TLS and proxy specs: a test CA (openssl), a TLS front (socat), an HTTP proxy (tinyproxy)
+NET_PKGS := openssl socat tinyproxy-bin
+DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS)
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter

@@ -219,25 +219,49 @@ void or_error_fill_api(lua_State *L, int err, int body) {
   lua_settop(L, top);
 }
 
-/* Replaces every occurrence of the key in err.message. */
-void or_error_scrub(lua_State *L, int err, const char *key, size_t keylen) {
-  const char *msg;
-  err = or_absindex(L, err);
-  if (keylen < 8) return;
-  lua_getfield(L, err, "message");
-  msg = lua_tostring(L, -1);
-  if (msg && strstr(msg, key)) {
-    luaL_Buffer b;
-    const char *hit;
-    luaL_buffinit(L, &b);
-    while ((hit = strstr(msg, key)) != NULL) {
-      luaL_addlstring(&b, msg, (size_t)(hit - msg));
-      luaL_addstring(&b, "[redacted]");
-      msg = hit + keylen;
-    }
-    luaL_addstring(&b, msg);
-    luaL_pushresult(&b);
-    lua_setfield(L, err, "message");
+/* Pushes s with every occurrence of key replaced. */
+static void push_scrubbed(lua_State *L, const char *s, const char *key, size_t keylen) {
+  luaL_Buffer b;
+  const char *hit;
+  luaL_buffinit(L, &b);
+  while ((hit = strstr(s, key)) != NULL) {
+    luaL_addlstring(&b, s, (size_t)(hit - s));
+    luaL_addstring(&b, "[redacted]");
+    s = hit + keylen;
   }
-  lua_pop(L, 1);
+  luaL_addstring(&b, s);
+  luaL_pushresult(&b);
+}
+
+/* Replaces the key in every string of the table at t, nested tables included
+** (servers echo request data in metadata.raw, and a model may echo it too). */
+static void scrub_table(lua_State *L, int t, const char *key, size_t keylen, int depth) {
+  if (depth > 16) return;
+  luaL_checkstack(L, 4, "error too deep");
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int v = lua_gettop(L);
+    if (lua_type(L, v) == LUA_TSTRING) {
+      size_t len;
+      const char *str = lua_tolstring(L, v, &len);
+      if (len >= keylen && strstr(str, key)) {
+        lua_pushvalue(L, v - 1);
+        push_scrubbed(L, str, key, keylen);
+        lua_rawset(L, t);
+      }
+    } else if (lua_type(L, v) == LUA_TTABLE && lua_getmetatable(L, v) == 0) {
+      /* plain data only: a value the caller raised (err.cause) keeps its metatable */
+      scrub_table(L, v, key, keylen, depth + 1);
+    } else if (lua_type(L, v) == LUA_TTABLE) {
+      lua_pop(L, 1);
+    }
+    lua_settop(L, v - 1);
+  }
+}
+
+/* Replaces every occurrence of the key in the strings of an error object. */
+void or_error_scrub(lua_State *L, int err, const char *key, size_t keylen) {
+  err = or_absindex(L, err);
+  if (key == NULL || keylen < 8) return;
+  scrub_table(L, err, key, keylen, 0);
 }

@@ -122,6 +122,13 @@ int or_json_open(lua_State *L) {
   return 0;
 }
 
+/* Whether JSON text is an object (a decoded array is a Lua table too). */
+int or_json_is_object_text(const char *s, size_t len) {
+  size_t i = 0;
+  while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) i++;
+  return i < len && s[i] == '{';
+}
+
 int or_is_null(lua_State *L, int idx) {
   int t = lua_type(L, idx), yes;
   if (t == LUA_TNIL) return 1;

@@ -52,6 +52,7 @@ typedef struct or_session {
   int in_perform;          /* inside curl_multi_perform: Lua callbacks run, nothing else may */
   int in_round;            /* walking the active list: nothing is freed or unlinked */
   lua_State *L;            /* the thread driving the multi handle, while it does */
+  int ref_decode;          /* the JSON decoder */
   int closed;
 } or_session;
 
@@ -216,7 +217,8 @@ int or_json_open(lua_State *L);  /* loads cjson, pushes nothing; raises if missi
 ** Raises `bad argument #argn` naming the offending field. */
 void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn);
 int or_json_encode_lua(lua_State *L);
-int or_is_null(lua_State *L, int idx);  /* nil or the JSON null of the codec */
+int or_is_null(lua_State *L, int idx);
+int or_json_is_object_text(const char *s, size_t len);  /* nil or the JSON null of the codec */
 void or_push_null(lua_State *L);
 int or_json_decode_lua(lua_State *L);
 /* Decodes; on success pushes the value and returns 1, else pushes a message and returns 0. */

@@ -286,7 +286,9 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
     r->done_seen = 1;
     return 0;
   }
-  if (!or_json_decode(L, data, len) || !lua_istable(L, -1)) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->session->ref_decode);
+  lua_pushlstring(L, data, len);
+  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1) || !or_json_is_object_text(data, len)) {
     char snippet[120];
     or_body_snippet(data, len, snippet, sizeof snippet);
     lua_pushfstring(L, "stream event is not a JSON object (%s): %s",
@@ -458,8 +460,10 @@ int or_request_configure(or_request *r) {
   if (s->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
   if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
   if (s->proxy) curl_easy_setopt(e, CURLOPT_PROXY, s->proxy);
+#if LIBCURL_VERSION_NUM >= 0x073600
   /* a proxy's "200 Connection established" is not the server's status */
   curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+#endif
   if (s->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -545,7 +549,7 @@ static int decode_body(lua_State *L, or_request *r) {
     lua_remove(L, -2);
     return 0;
   }
-  if (!lua_istable(L, -1)) {
+  if (!lua_istable(L, -1) || !or_json_is_object_text(r->response.data, r->response.len)) {
     or_body_snippet(r->response.data, r->response.len, snippet, sizeof snippet);
     lua_pop(L, 1);
     lua_pushfstring(L, "response is not a JSON object: %s", snippet);

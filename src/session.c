@@ -73,7 +73,7 @@ fail:
 }
 
 
-static void session_free(or_session *s) {
+static void session_free(lua_State *L, or_session *s) {
   int post, stream;
   for (post = 0; post < 2; post++)
     for (stream = 0; stream < 2; stream++) {
@@ -86,6 +86,8 @@ static void session_free(or_session *s) {
   or_slist_free_secure(s->headers);
   s->headers = NULL;
   or_buffer_free_secure(&s->api_key);
+  if (s->ref_decode != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->ref_decode);
+  s->ref_decode = LUA_NOREF;
   free(s->base_url);
   free(s->ca_file);
   free(s->proxy);
@@ -104,7 +106,7 @@ static int session_close(lua_State *L) {
   lua_newtable(L);
   notify = lua_gettop(L);
   or_multi_cancel_all(L, s, notify);
-  session_free(s);
+  session_free(L, s);
   or_multi_notify(L, notify);
   return 0;
 }
@@ -114,7 +116,7 @@ static int session_gc(lua_State *L) {
   if (!s->closed) {
     /* only at lua_close can a client with requests be collected: detach them */
     or_multi_cancel_all(L, s, 0);
-    session_free(s);
+    session_free(L, s);
   }
   return 0;
 }
@@ -177,6 +179,7 @@ int or_session_new(lua_State *L) {
   memset(s, 0, sizeof *s);
   or_buffer_init(&s->api_key);
   s->closed = 1;  /* until fully built: __gc then frees what exists */
+  s->ref_decode = LUA_NOREF;
   luaL_getmetatable(L, OR_SESSION_MT);
   lua_setmetatable(L, -2);
   s->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300) * 1000);
@@ -216,6 +219,11 @@ int or_session_new(lua_State *L) {
       lua_pop(L, 1);
     }
   }
+  lua_pop(L, 1);
+  /* the decoder, at an integer key: looked up once per stream event */
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
+  lua_getfield(L, -1, "decode");
+  s->ref_decode = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   s->multi = curl_multi_init();
   if (!s->base_url || !s->multi) luaL_error(L, "openrouter: cannot create a curl session");

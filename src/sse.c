@@ -113,9 +113,10 @@ int or_sse_feed(or_sse *p, const char *bytes, size_t n, or_sse_event_fn fn, void
       }
     }
     chunk = (size_t)(end - bytes);
-    cr = (const char *)memchr(bytes, '\r', chunk);
-    lf = (const char *)memchr(bytes, '\n', cr ? (size_t)(cr - bytes) : chunk);
-    eol = lf ? lf : cr;
+    /* LF first, then CR only before it: each line is scanned once */
+    lf = (const char *)memchr(bytes, '\n', chunk);
+    cr = (const char *)memchr(bytes, '\r', lf ? (size_t)(lf - bytes) : chunk);
+    eol = cr ? cr : lf;
     if (eol == NULL) {
       if (p->line.len + chunk > p->max_event_bytes) return OR_SSE_TOO_BIG;
       if (or_buffer_append(&p->line, bytes, chunk) != 0) return OR_SSE_NOMEM;

@@ -32,17 +32,6 @@ static void append(lua_State *L, int list, int value) {
   lua_rawseti(L, list, (int)or_rawlen(L, list) + 1);
 }
 
-/* Appends src[field] to the parts list dst[field] when it is a string. */
-static void append_part(lua_State *L, int dst, int src, const char *field) {
-  lua_getfield(L, src, field);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    subtable(L, dst, field);
-    append(L, lua_gettop(L), lua_gettop(L) - 1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
 /* Copies src[field] into dst[field] when it is set (not nil, not null). */
 static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
   lua_getfield(L, src, field);
@@ -52,10 +41,16 @@ static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
     lua_pop(L, 1);
 }
 
+/* The assembler keeps its state in array slots: cheaper than named fields
+** for something done once per chunk. */
+enum { ACC_FIRST = 1, ACC_LAST, ACC_CHOICES, ACC_USAGE };
+/* A choice's content parts sit in slot 1 of its state, for the same reason. */
+enum { CHOICE_CONTENT = 1 };
+
 void or_stream_new_acc(lua_State *L) {
+  lua_createtable(L, 4, 0);
   lua_newtable(L);
-  lua_newtable(L);
-  lua_setfield(L, -2, "choices");
+  lua_rawseti(L, -2, ACC_CHOICES);
 }
 
 /* Copies the top-level fields of chunk into res (not choices, usage, error, object). */
@@ -78,12 +73,12 @@ static void copy_meta(lua_State *L, int res, int chunk) {
 int or_stream_has_data(lua_State *L, int acc) {
   int yes, top = lua_gettop(L);
   acc = or_absindex(L, acc);
-  lua_getfield(L, acc, "choices");
+  lua_rawgeti(L, acc, ACC_CHOICES);
   lua_pushnil(L);
   yes = lua_next(L, -2) != 0;
   lua_settop(L, top);
   if (!yes) {
-    lua_getfield(L, acc, "usage");
+    lua_rawgeti(L, acc, ACC_USAGE);
     yes = !lua_isnil(L, -1);
     lua_settop(L, top);
   }
@@ -209,8 +204,67 @@ static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
   lua_settop(L, entry - 1);
 }
 
+/* Appends the string at value to the parts list c[field]. */
+static void append_value(lua_State *L, int c, const char *field, int value) {
+  subtable(L, c, field);
+  append(L, lua_gettop(L), value);
+  lua_pop(L, 1);
+}
+
+/* Applies each item of the list at idx with fn(L, target, item, position). */
+static void each_item(lua_State *L, int c, const char *field, int list,
+                      void (*fn)(lua_State *, int, int, int)) {
+  int i, n = (int)or_rawlen(L, list), target;
+  subtable(L, c, field);
+  target = lua_gettop(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    fn(L, target, lua_gettop(L), i - 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static void detail_item(lua_State *L, int details, int item, int position) {
+  (void)position;
+  absorb_detail(L, details, item);
+}
+
+static void annotation_item(lua_State *L, int list, int item, int position) {
+  (void)position;
+  append(L, list, item);
+}
+
+/* The fields of a delta, found by walking it once (a delta holds two or three
+** keys; looking each possible field up would cost more). */
+static void absorb_delta(lua_State *L, int c, int delta) {
+  lua_pushnil(L);
+  while (lua_next(L, delta)) {
+    int value = lua_gettop(L), t = lua_type(L, value);
+    const char *k = lua_type(L, value - 1) == LUA_TSTRING ? lua_tostring(L, value - 1) : "";
+    if (t == LUA_TSTRING) {
+      if (strcmp(k, "content") == 0) {
+        lua_rawgeti(L, c, CHOICE_CONTENT);
+        append(L, lua_gettop(L), value);
+      } else if (strcmp(k, "reasoning") == 0 || strcmp(k, "refusal") == 0) {
+        append_value(L, c, k, value);
+      }
+      else if (strcmp(k, "role") == 0)
+        copy_if_set(L, c, delta, "role");
+    } else if (t == LUA_TTABLE) {
+      if (strcmp(k, "tool_calls") == 0)
+        each_item(L, c, "tools", value, absorb_tool_call);
+      else if (strcmp(k, "reasoning_details") == 0)
+        each_item(L, c, "reasoning_details", value, detail_item);
+      else if (strcmp(k, "annotations") == 0)
+        each_item(L, c, "annotations", value, annotation_item);
+    }
+    lua_settop(L, value - 1);
+  }
+}
+
 static void absorb_choice(lua_State *L, int choices, int choice, int position) {
-  int idx, c, delta, top = lua_gettop(L);
+  int idx, c, top = lua_gettop(L);
   lua_getfield(L, choice, "index");
   idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
   lua_pop(L, 1);
@@ -221,56 +275,27 @@ static void absorb_choice(lua_State *L, int choices, int choice, int position) {
     lua_newtable(L);
     lua_pushinteger(L, idx);
     lua_setfield(L, -2, "index");
+    lua_newtable(L);
+    lua_rawseti(L, -2, CHOICE_CONTENT);
     lua_pushvalue(L, -1);
     lua_rawseti(L, choices, idx + 1);
   }
   c = lua_gettop(L);
-  copy_if_set(L, c, choice, "finish_reason");
-  copy_if_set(L, c, choice, "native_finish_reason");
-  append_part(L, c, choice, "text");  /* legacy completions */
-  lua_getfield(L, choice, "delta");
-  delta = lua_gettop(L);
-  if (lua_istable(L, delta)) {
-    int i, n;
-    copy_if_set(L, c, delta, "role");
-    append_part(L, c, delta, "content");
-    append_part(L, c, delta, "reasoning");
-    append_part(L, c, delta, "refusal");
-    lua_getfield(L, delta, "reasoning_details");
-    if (lua_istable(L, -1)) {
-      int list = lua_gettop(L);
-      subtable(L, c, "reasoning_details");
-      n = (int)or_rawlen(L, list);
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        absorb_detail(L, list + 1, lua_gettop(L));
-        lua_pop(L, 1);
-      }
+  lua_pushnil(L);
+  while (lua_next(L, choice)) {
+    int value = lua_gettop(L), t = lua_type(L, value);
+    const char *k = lua_type(L, value - 1) == LUA_TSTRING ? lua_tostring(L, value - 1) : "";
+    if (t == LUA_TTABLE && strcmp(k, "delta") == 0) {
+      absorb_delta(L, c, value);
+    } else if (t == LUA_TSTRING && strcmp(k, "text") == 0) {  /* legacy completions */
+      append_value(L, c, "text", value);
+    } else if (t == LUA_TSTRING &&
+               (strcmp(k, "finish_reason") == 0 || strcmp(k, "native_finish_reason") == 0)) {
+      lua_pushvalue(L, value - 1);
+      lua_pushvalue(L, value);
+      lua_rawset(L, c);
     }
-    lua_settop(L, delta);
-    lua_getfield(L, delta, "tool_calls");
-    if (lua_istable(L, -1)) {
-      int list = lua_gettop(L);
-      subtable(L, c, "tools");
-      n = (int)or_rawlen(L, list);
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        absorb_tool_call(L, list + 1, lua_gettop(L), i - 1);
-        lua_pop(L, 1);
-      }
-    }
-    lua_settop(L, delta);
-    lua_getfield(L, delta, "annotations");
-    if (lua_istable(L, -1)) {
-      int list = lua_gettop(L);
-      subtable(L, c, "annotations");
-      n = (int)or_rawlen(L, list);
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        append(L, list + 1, lua_gettop(L));
-        lua_pop(L, 1);
-      }
-    }
+    lua_settop(L, value - 1);
   }
   lua_settop(L, top);
 }
@@ -281,23 +306,23 @@ void or_stream_absorb(lua_State *L, int acc, int chunk) {
   chunk = or_absindex(L, chunk);
   /* top-level fields (id, model, provider ...) come from the first and the last
   ** chunk at the end, rather than being copied from every chunk */
-  lua_getfield(L, acc, "first");
+  lua_rawgeti(L, acc, ACC_FIRST);
   if (lua_isnil(L, -1)) {
     lua_pushvalue(L, chunk);
-    lua_setfield(L, acc, "first");
+    lua_rawseti(L, acc, ACC_FIRST);
   }
   lua_pop(L, 1);
   lua_pushvalue(L, chunk);
-  lua_setfield(L, acc, "last");
+  lua_rawseti(L, acc, ACC_LAST);
   lua_getfield(L, chunk, "usage");
   if (lua_istable(L, -1))
-    lua_setfield(L, acc, "usage");
+    lua_rawseti(L, acc, ACC_USAGE);
   else
     lua_pop(L, 1);
   lua_getfield(L, chunk, "choices");
   if (lua_istable(L, -1)) {
     int list = lua_gettop(L), i, n = (int)or_rawlen(L, list), choices;
-    lua_getfield(L, acc, "choices");
+    lua_rawgeti(L, acc, ACC_CHOICES);
     choices = lua_gettop(L);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, list, i);
@@ -308,24 +333,27 @@ void or_stream_absorb(lua_State *L, int acc, int chunk) {
   lua_settop(L, top);
 }
 
-/* Pushes the concatenation of the parts list c[field], or returns 0. */
-static int push_joined(lua_State *L, int c, const char *field) {
+/* Pushes the concatenation of the parts list at idx. */
+static void push_joined_list(lua_State *L, int list) {
   luaL_Buffer b;
-  int list, i, n;
-  lua_getfield(L, c, field);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  list = lua_gettop(L);
-  n = (int)or_rawlen(L, list);
+  int i, n = (int)or_rawlen(L, list);
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, list, i);
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
-  lua_remove(L, list);
+}
+
+/* Pushes the concatenation of the parts list c[field], or returns 0. */
+static int push_joined(lua_State *L, int c, const char *field) {
+  lua_getfield(L, c, field);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  push_joined_list(L, lua_gettop(L));
+  lua_remove(L, -2);
   return 1;
 }
 
@@ -391,7 +419,14 @@ static void push_message(lua_State *L, int c) {
   lua_setfield(L, msg, "role");
   /* a tool-call reply carries content null when not streamed: the same here */
   lua_getfield(L, c, "tools");
-  if (!push_joined(L, c, "content")) lua_pushliteral(L, "");
+  lua_rawgeti(L, c, CHOICE_CONTENT);
+  if (or_rawlen(L, -1) == 0) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "");
+  } else {
+    push_joined_list(L, lua_gettop(L));
+    lua_remove(L, -2);
+  }
   if (lua_istable(L, -2) && or_rawlen(L, -1) == 0) {
     lua_pop(L, 1);
     push_null(L);
@@ -415,16 +450,20 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
   acc = or_absindex(L, acc);
   lua_newtable(L);
   res = lua_gettop(L);
-  lua_getfield(L, acc, "first");
+  lua_rawgeti(L, acc, ACC_FIRST);
   copy_meta(L, res, lua_gettop(L));
   lua_pop(L, 1);
-  lua_getfield(L, acc, "last");
+  lua_rawgeti(L, acc, ACC_LAST);
   copy_meta(L, res, lua_gettop(L));
   lua_pop(L, 1);
   lua_pushstring(L, action == OR_ACTION_COMPLETION ? "text_completion" : "chat.completion");
   lua_setfield(L, res, "object");
-  copy_if_set(L, res, acc, "usage");
-  lua_getfield(L, acc, "choices");
+  lua_rawgeti(L, acc, ACC_USAGE);
+  if (lua_istable(L, -1))
+    lua_setfield(L, res, "usage");
+  else
+    lua_pop(L, 1);
+  lua_rawgeti(L, acc, ACC_CHOICES);
   push_compacted(L, lua_gettop(L));
   list = lua_gettop(L);
   n = (int)or_rawlen(L, list);
