@@ -281,22 +281,17 @@ static void absorb_choice(lua_State *L, int choices, int choice, int position) {
     lua_rawseti(L, choices, idx + 1);
   }
   c = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, choice)) {
-    int value = lua_gettop(L), t = lua_type(L, value);
-    const char *k = lua_type(L, value - 1) == LUA_TSTRING ? lua_tostring(L, value - 1) : "";
-    if (t == LUA_TTABLE && strcmp(k, "delta") == 0) {
-      absorb_delta(L, c, value);
-    } else if (t == LUA_TSTRING && strcmp(k, "text") == 0) {  /* legacy completions */
-      append_value(L, c, "text", value);
-    } else if (t == LUA_TSTRING &&
-               (strcmp(k, "finish_reason") == 0 || strcmp(k, "native_finish_reason") == 0)) {
-      lua_pushvalue(L, value - 1);
-      lua_pushvalue(L, value);
-      lua_rawset(L, c);
-    }
-    lua_settop(L, value - 1);
+  /* a choice carries index, delta, finish_reason, native_finish_reason, logprobs:
+  ** four lookups cost less than walking it */
+  lua_getfield(L, choice, "delta");
+  if (lua_istable(L, -1)) absorb_delta(L, c, lua_gettop(L));
+  lua_getfield(L, choice, "finish_reason");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    lua_setfield(L, c, "finish_reason");
+    copy_if_set(L, c, choice, "native_finish_reason");
   }
+  lua_getfield(L, choice, "text");  /* legacy completions */
+  if (lua_type(L, -1) == LUA_TSTRING) append_value(L, c, "text", lua_gettop(L));
   lua_settop(L, top);
 }
 
