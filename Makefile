@@ -42,7 +42,7 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak bench
+.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak bench docs
 
 all: $(MODULE)
 
@@ -118,6 +118,12 @@ SOAK_REQUESTS ?= 100000
 soak: deps $(MODULE)
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(LUA) scripts/soak.lua $(SOAK_REQUESTS)
+
+# The HTML API reference (LDoc, from the doc comments) into docs/.
+docs:
+	@command -v ldoc >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq lua-ldoc lua-markdown >/dev/null; }
+	ldoc .
+	@echo "API reference: docs/index.html"
 
 # Benchmarks against the alternatives (bench/): writes bench/results.md.
 bench: deps $(MODULE)
