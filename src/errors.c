@@ -236,7 +236,7 @@ static void push_scrubbed(lua_State *L, const char *s, const char *key, size_t k
 /* Replaces the key in every string of the table at t, nested tables included
 ** (servers echo request data in metadata.raw, and a model may echo it too). */
 static void scrub_table(lua_State *L, int t, const char *key, size_t keylen, int depth) {
-  if (depth > 16) return;
+  if (depth > 1000) return;  /* cjson decodes no deeper than 1000 levels */
   luaL_checkstack(L, 4, "error too deep");
   lua_pushnil(L);
   while (lua_next(L, t)) {

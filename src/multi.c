@@ -84,6 +84,10 @@ static void complete(lua_State *L, or_session *s, or_request *r, or_outcome out,
   or_unref(L, &r->ref_pending);
   or_unref(L, &r->ref_stash);
   if (push_object(L, r)) {
+    if (!lua_istable(L, notify)) {  /* created when first needed: most rounds finish nothing */
+      lua_newtable(L);
+      lua_replace(L, notify);
+    }
     lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
   } else {
     r->handle = NULL;
@@ -120,7 +124,9 @@ static void complete_cancelled(lua_State *L, or_session *s, or_request *r, int n
 /* Calls on_done(res, err) of every request in the notify table; raises the
 ** first error (a callback's, raised again, or on_done's own) once all ran. */
 static void notify_all(lua_State *L, int notify) {
-  int i, n = (int)or_rawlen(L, notify), have_error = 0, slot;
+  int i, n, have_error = 0, slot;
+  if (!lua_istable(L, notify)) return;
+  n = (int)or_rawlen(L, notify);
   lua_pushnil(L);
   slot = lua_gettop(L);  /* the first error */
   for (i = 1; i <= n; i++) {
@@ -247,7 +253,7 @@ static int round_protected(lua_State *L) {
   or_session *s = (or_session *)lua_touserdata(L, 1);
   int running, notify;
   lua_settop(L, 0);
-  lua_newtable(L);
+  lua_pushnil(L);  /* the notify table, made by complete() when needed */
   notify = 1;
   s->L = L;
   s->in_round = 1;
@@ -313,7 +319,7 @@ void or_multi_cancel(lua_State *L, or_request *r) {
   if (s == NULL || r->state == OR_STATE_DONE) return;
   r->cancel_requested = 1;
   if (s->in_perform || s->in_round) return;  /* the running round acts on the mark */
-  lua_newtable(L);
+  lua_pushnil(L);
   notify = lua_gettop(L);
   s->L = L;
   complete_cancelled(L, s, r, notify);

@@ -167,6 +167,7 @@ void or_request_free(lua_State *L, or_request *r);
 void or_request_release_transfer(or_request *r); /* easy handle, buffers */
 void or_request_begin_attempt(lua_State *L, or_request *r); /* pushes an error, or nothing */
 int or_request_configure(or_request *r);
+void or_easy_defaults(or_session *s, CURL *e);  /* what every request of s shares */
 /* Maps the ended attempt to an outcome: pushes the result, the error or the
 ** value to raise (nothing for OR_OUT_RETRY, with r->retry_at set). */
 or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc);

@@ -427,22 +427,12 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 
 /* ---- one attempt ---- */
 
-int or_request_configure(or_request *r) {
-  or_session *s = r->session;
-  CURL *e = r->easy;
-  CURLcode rc;
-  curl_easy_reset(e);  /* keeps the connection cache, drops old options */
-  r->errbuf[0] = '\0';
-  rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
-  if (rc != CURLE_OK) return (int)rc;
+/* The options every request of a session shares: set once per easy handle,
+** when the session creates it (no curl_easy_reset per request). */
+void or_easy_defaults(or_session *s, CURL *e) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
   /* never follow a redirect: the Authorization header must not travel */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -450,12 +440,6 @@ int or_request_configure(or_request *r) {
 #endif
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  if (r->body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-  } else {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  }
   if (s->timeout_ms > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
   if (s->connect_timeout_ms > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
   if (s->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file);
@@ -467,6 +451,26 @@ int or_request_configure(or_request *r) {
   if (s->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+}
+
+/* The options of this request. */
+int or_request_configure(or_request *r) {
+  CURL *e = r->easy;
+  CURLcode rc;
+  r->errbuf[0] = '\0';
+  rc = curl_easy_setopt(e, CURLOPT_URL, r->url);
+  if (rc != CURLE_OK) return (int)rc;
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (r->body) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+  } else {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   }
   return 0;
 }

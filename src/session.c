@@ -24,8 +24,11 @@ void or_slist_free_secure(struct curl_slist *list) {
 }
 
 CURL *or_session_take_easy(or_session *s) {
+  CURL *e;
   if (s->easy_count > 0) return s->easy_pool[--s->easy_count];
-  return curl_easy_init();
+  e = curl_easy_init();
+  if (e) or_easy_defaults(s, e);
+  return e;
 }
 
 void or_session_return_easy(or_session *s, CURL *easy) {
@@ -103,7 +106,7 @@ static int session_close(lua_State *L) {
   if (s->closed) return 0;
   if (s->in_perform || s->in_round)
     return luaL_error(L, "cannot close an openrouter client from inside its own streaming callbacks");
-  lua_newtable(L);
+  lua_pushnil(L);
   notify = lua_gettop(L);
   or_multi_cancel_all(L, s, notify);
   session_free(L, s);

@@ -34,7 +34,9 @@ local SIGNATURE = "sig-abc"
 local AWKWARD_PREFIX = "h\195\169llo w\195\182rld \226\156\147 \240\159\152\128 "
 
 local REASONS = {
-  [100] = "Continue", [200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
+  [100] = "Continue", [200] = "OK", [301] = "Moved Permanently", [302] = "Found",
+  [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
+  [400] = "Bad Request", [401] = "Unauthorized",
   [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [408] = "Request Timeout", [413] = "Payload Too Large",
   [422] = "Unprocessable Entity", [429] = "Too Many Requests", [500] = "Internal Server Error",
@@ -496,6 +498,7 @@ local function new_sse(sink)
     comment = function() sink.emit(": OPENROUTER PROCESSING\n\n") end,
     data = function(value) sink.emit("data: " .. json_encode(value) .. "\n\n") end,
     done = function() sink.emit("data: [DONE]\n\n") end,
+    emit_raw = function(text) sink.emit(text) end, -- an event written as it is
   }
 end
 
@@ -756,6 +759,35 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --                            through the body; emulator/reset-mid-stream: RST after 2 chunks
 --   emulator/stall           never answers; emulator/stall-mid-stream: one chunk, then silence
 --   emulator/long:<n>        n one-word content chunks, as fast as possible
+--   emulator/first-chunk-stamp  stream: 10 ms after the headers, one chunk whose content is the
+--                            server's clock (socket.gettime()) read just before it is written,
+--                            then ~1 s of silence before the end (bench/: time to first chunk)
+--
+-- Faults (spec/faults_spec.lua):
+--   emulator/reset-mid-headers   the status line and part of the headers, then RST
+--   emulator/close-after-response  answers (Connection: keep-alive), then closes the socket
+--                            at once (FIN): the client finds the kept-alive connection dead
+--   emulator/drop-next-request[:rst]  answers (keep-alive); the next request that arrives on
+--                            that connection is recorded, then the connection is closed
+--                            without an answer (FIN, or RST with :rst)
+--   emulator/array-body      a JSON array holding a response; stream: two chunks, then a data
+--                            line holding a JSON array
+--   emulator/deep-json:<n>   a body (stream: after two chunks, an event) nested <n> levels deep
+--   emulator/big:<bytes>     content of exactly <bytes> bytes (FILL_UNIT repeated), written
+--                            lazily; stream: the same content in 8 KiB chunks
+--   emulator/big-sse-line:<bytes>  stream: one content chunk of <bytes> bytes, one data line
+--   emulator/bad-utf8        reply BAD_UTF8 (invalid UTF-8 bytes, sent raw); stream: word chunks
+--   emulator/nul[:raw]       reply NUL_TEXT, its NUL bytes escaped as \u0000 (valid JSON); with
+--                            :raw they are sent as raw bytes (not JSON)
+--   emulator/sse-fields      stream: every event with event:, id:, retry: and unknown field
+--                            lines, its JSON split over two data: lines, unknown JSON fields at
+--                            the top, in the choice and in the delta (x_emulator*)
+--   emulator/no-done         stream: the usual events without the final data: [DONE]
+--   emulator/redirect:<status>:<url>  a redirect (301/302/303/307/308) to <url>
+--   emulator/echo-key:<where>  echoes the request's API key back: api (400 error body: message,
+--                            metadata.raw, metadata.headers), deep (400 error body whose
+--                            metadata holds it 24 tables deep), html (502 page), stream (two
+--                            chunks, then an error event holding it; non-streamed: as api)
 --
 -- `pattern` matches the text after "emulator/<name>:" (default: nothing); its captures are
 -- passed to `run` after the request context.
@@ -970,6 +1002,240 @@ SCENARIOS.long = { pattern = "^(%d+)$", run = function(ctx, n)
   answer(ctx, batched_sink(ctx.conn))
 end }
 
+SCENARIOS["first-chunk-stamp"] = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  -- The HTTP chunk is framed in advance: only reading the clock and the write remain.
+  local event = ("data: " .. json_encode(chunk(ctx, { role = "assistant", content = "STAMP" }))
+    .. "\n\n"):gsub("%%", "%%%%"):gsub("STAMP", "%%.6f")
+  local framed = string.format("%x\r\n", #event:format(socket.gettime())) .. event .. "\r\n"
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    sleep(0.01) -- the client is idle, waiting, when the chunk leaves
+    write(ctx.conn, framed:format(socket.gettime()))
+    sleep(1)
+    stream_ending(ctx, sse)
+  end)
+end }
+
+---------------------------------------------------------------------------------------------
+-- Fault scenarios
+---------------------------------------------------------------------------------------------
+
+SCENARIOS["reset-mid-headers"] = { run = function(ctx)
+  write(ctx.conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Generation-Id: "
+    .. ctx.id .. "\r\nContent-Le")
+  reset_connection(ctx.conn)
+end }
+
+SCENARIOS["close-after-response"] = { run = function(ctx)
+  answer(ctx)
+  error(CLOSED, 0) -- the cleanup closes the socket: FIN after a keep-alive response
+end }
+
+SCENARIOS["drop-next-request"] = { pattern = "^(%a*)$", run = function(ctx, how)
+  if how ~= "" and how ~= "rst" then return invalid_model(ctx) end
+  answer(ctx)
+  ctx.conn.drop_next = how == "rst" and "rst" or "fin" -- see route_request
+end }
+
+SCENARIOS["array-body"] = { run = function(ctx)
+  if not ctx.stream then
+    local body = "[" .. json_encode(completion_body(ctx)) .. "]"
+    return respond(ctx.conn, 200, "application/json", body, { { "X-Generation-Id", ctx.id } })
+  end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    sse.emit_raw("data: [" .. json_encode(chunk(ctx, { content = "lost" })) .. "]\n\n")
+    sse.done()
+  end)
+end }
+
+SCENARIOS["deep-json"] = { pattern = "^(%d+)$", run = function(ctx, n)
+  n = tonumber(n)
+  local deep = string.rep('{"a":[', n) .. "1" .. string.rep("]}", n)
+  if not ctx.stream then
+    return respond(ctx.conn, 200, "application/json", deep, { { "X-Generation-Id", ctx.id } })
+  end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    sse.emit_raw("data: " .. deep .. "\n\n")
+    sse.done()
+  end)
+end }
+
+-- Big content is FILL_UNIT repeated and cut to length, never built whole: it is written in
+-- pieces of at most 1 MiB between the JSON text before and after it.
+local FILL_UNIT = "0123456789abcdef"
+local FILL_PIECE = string.rep(FILL_UNIT, 65536)
+local FILL_MARK = "\1emulator:fill\1"
+
+-- Calls emit(piece) for the pieces of n filler bytes.
+local function emit_filler(n, emit)
+  while n > 0 do
+    local size = math.min(n, #FILL_PIECE)
+    emit(size == #FILL_PIECE and FILL_PIECE or FILL_PIECE:sub(1, size))
+    n = n - size
+  end
+end
+
+-- The JSON text of `value` (whose filled string is FILL_MARK) cut around that string.
+local function around_filler(value)
+  local text, inner = json_encode(value), json_encode(FILL_MARK):sub(2, -2)
+  local at = text:find(inner, 1, true)
+  return text:sub(1, at - 1), text:sub(at + #inner)
+end
+
+local function respond_big(ctx, n)
+  ctx.reply = FILL_MARK
+  local before, after = around_filler(completion_body(ctx))
+  write(ctx.conn, response_head(ctx.conn, 200, {
+    { "Content-Type", "application/json" }, { "Content-Length", #before + n + #after },
+    { "X-Generation-Id", ctx.id } }) .. before)
+  emit_filler(n, function(piece) write(ctx.conn, piece) end)
+  write(ctx.conn, after)
+end
+
+SCENARIOS.big = { pattern = "^(%d+)$", run = function(ctx, n)
+  n = tonumber(n)
+  if not ctx.stream then return respond_big(ctx, n) end
+  ctx.completion_tokens = math.ceil(n / 8192)
+  stream(ctx, batched_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    local left = n
+    while left > 0 do
+      local size = math.min(left, 8192)
+      sse.data(chunk(ctx, { content = FILL_PIECE:sub(1, size) }))
+      left = left - size
+    end
+    stream_ending(ctx, sse)
+  end)
+end }
+
+SCENARIOS["big-sse-line"] = { pattern = "^(%d+)$", run = function(ctx, n)
+  n = tonumber(n)
+  if not ctx.stream then return respond_big(ctx, n) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    local before, after = around_filler(chunk(ctx, { content = FILL_MARK }))
+    local conn = ctx.conn
+    write_chunk(conn, "data: " .. before)
+    emit_filler(n, function(piece) write_chunk(conn, piece) end)
+    write_chunk(conn, after .. "\n\n")
+    stream_ending(ctx, sse)
+  end)
+end }
+
+-- Invalid UTF-8, sent as raw bytes: 0xFF 0xFE, a lone continuation byte, a truncated 3-byte
+-- sequence, an overlong NUL, an encoded surrogate and a lone lead byte.
+local BAD_UTF8 = "bad \255\254 lone \128 cut \226\130 overlong \192\128 surrogate \237\160\128"
+  .. " \195 end"
+
+SCENARIOS["bad-utf8"] = { run = function(ctx)
+  ctx.reply = BAD_UTF8
+  ctx.completion_tokens = count_words(ctx.reply)
+  answer(ctx)
+end }
+
+local NUL_TEXT = "nul \0 inside \0\0 twice"
+
+SCENARIOS.nul = { pattern = "^(%a*)$", run = function(ctx, how)
+  if how ~= "" and how ~= "raw" then return invalid_model(ctx) end
+  ctx.reply = NUL_TEXT
+  ctx.completion_tokens = count_words(ctx.reply)
+  if how == "" then return answer(ctx) end
+  local function raw(text) return (text:gsub("\\u0000", "\0")) end
+  if not ctx.stream then
+    return respond(ctx.conn, 200, "application/json", raw(json_encode(completion_body(ctx))),
+                   { { "X-Generation-Id", ctx.id } })
+  end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    sse.emit_raw("data: " .. raw(json_encode(chunk(ctx, { content = NUL_TEXT }))) .. "\n\n")
+    sse.done()
+  end)
+end }
+
+-- Every event with the SSE fields a client must skip, its JSON over two data: lines (joined
+-- with "\n", which is JSON whitespace), and fields no client knows at every level.
+local function fields_sink(conn)
+  local seq, inner = 0, direct_sink(conn)
+  return {
+    emit = function(event)
+      seq = seq + 1
+      local data = event:match("^data: (.*)\n\n$")
+      if data and data:sub(1, 1) == "{" then
+        local value = cjson.decode(data)
+        if type(value.choices) == "table" and next(value.choices) == nil then
+          value.choices = EMPTY_ARRAY -- the usage chunk's [] must not come back as {}
+        end
+        value.x_emulator = { seq = seq, note = "unknown top-level field" }
+        for _, choice in ipairs(type(value.choices) == "table" and value.choices or {}) do
+          choice.x_emulator_choice = seq
+          if type(choice.delta) == "table" then choice.delta.x_emulator_delta = { seq } end
+        end
+        local text = json_encode(value)
+        event = 'data: {"x_emulator_split":' .. seq .. ",\ndata: " .. text:sub(2) .. "\n\n"
+      end
+      inner.emit("event: completion\nid: " .. seq .. "\nretry: 1000\nx-unknown-line: " .. seq
+        .. "\nx-no-colon-line\n" .. event)
+    end,
+    flush = inner.flush,
+  }
+end
+
+SCENARIOS["sse-fields"] = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  stream(ctx, fields_sink(ctx.conn), standard_events)
+end }
+
+SCENARIOS["no-done"] = { run = function(ctx)
+  if not ctx.stream then return answer(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    stream_body(ctx, sse)
+    sse.data(chunk(ctx, {}, "stop"))
+    sse.data(usage_chunk(ctx)) -- and no data: [DONE]
+  end)
+end }
+
+SCENARIOS.redirect = { pattern = "^(30[12378]):(https?://.+)$", run = function(ctx, status, url)
+  status = tonumber(status)
+  local title = status .. " " .. REASONS[status]
+  respond(ctx.conn, status, "text/html", "<html><head><title>" .. title .. "</title></head><body>"
+    .. '<a href="' .. url .. '">' .. title .. "</a></body></html>", { { "Location", url } })
+end }
+
+local function key_error(key)
+  return { error = { code = 400, message = "Invalid credentials: Bearer " .. key, metadata = {
+    provider_name = PROVIDER,
+    raw = json_encode({ error = { message = "upstream rejected key " .. key } }),
+    headers = { authorization = "Bearer " .. key } } } }
+end
+
+SCENARIOS["echo-key"] = { pattern = "^(%a+)$", run = function(ctx, where)
+  local key = ctx.key
+  if where == "deep" then
+    local body = key_error(key)
+    local nested = { "Bearer " .. key }
+    for _ = 1, 24 do nested = { trace = nested } end
+    body.error.metadata.upstream = nested
+    return respond_json(ctx.conn, 400, body)
+  elseif where == "html" then
+    return respond(ctx.conn, 502, "text/html", "<html><head><title>Bad key " .. key
+      .. "</title></head><body><pre>Authorization: Bearer " .. key .. "</pre></body></html>")
+  elseif where == "api" or (where == "stream" and not ctx.stream) then
+    return respond_json(ctx.conn, 400, key_error(key))
+  elseif where ~= "stream" then
+    return invalid_model(ctx)
+  end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    local event = chunk(ctx, { content = "" }, "error")
+    event.error = key_error(key).error
+    event.error.code = 502
+    sse.data(event) -- and no [DONE]
+  end)
+end }
+
 -- The scenario for `model` and the captures of its arguments; nil for an unknown model.
 local function pick_scenario(model)
   if model:find("^missing/") then return nil end
@@ -1142,6 +1408,7 @@ local function inference(kind)
     if problem then return respond_json(conn, 400, error_body(400, problem)) end
     if key:find("^sk%-or%-broke") then return payment_required(conn, req.json) end
     local ctx = new_context(conn, kind, req.json)
+    ctx.key = key
     local scenario, captures = pick_scenario(ctx.model)
     if not scenario then return invalid_model(ctx) end
     scenario.run(ctx, unpack(captures))
@@ -1217,6 +1484,10 @@ local function route_request(conn, req)
     return respond_json(conn, 404, error_body(404, "Not Found"))
   end
   record(conn, req)
+  if conn.drop_next then -- emulator/drop-next-request: this request never gets an answer
+    if conn.drop_next == "rst" then reset_connection(conn) end
+    error(CLOSED, 0)
+  end
   dispatch(conn, req, API, endpoint)
 end
 
