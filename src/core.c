@@ -64,7 +64,19 @@ static int core_sse_events(lua_State *L) {
   return 3;
 }
 
+/* core.is_client(v): whether v is a client (for the Lua layer's argument checks). */
+static int core_is_client(lua_State *L) {
+  int yes = 0;
+  if (lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, OR_SESSION_MT);
+    yes = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, yes);
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+  {"is_client", core_is_client},
   {"new", or_session_new},
   {"_sse_events", core_sse_events},
   {"json_encode", or_json_encode_lua},

@@ -200,17 +200,29 @@ int or_handle_open(lua_State *L) {
 
 /* ---- the shared path of every call ---- */
 
+static const char *const callback_names[] = {"on_chunk", "on_done", "on_response", NULL};
+
+/* Raises unless every callback in opts is a function or absent: checked before
+** the request exists, so a refused call leaves nothing behind. */
+static void check_callbacks(lua_State *L, int opts) {
+  int i;
+  for (i = 0; callback_names[i]; i++) {
+    int t;
+    lua_getfield(L, opts, callback_names[i]);
+    t = lua_type(L, -1);
+    if (t != LUA_TNIL && t != LUA_TFUNCTION)
+      luaL_argerror(L, opts, lua_pushfstring(L, "'%s' must be a function, got %s",
+                                             callback_names[i], lua_typename(L, t)));
+    lua_pop(L, 1);
+  }
+}
+
 static int opt_function(lua_State *L, int opts, const char *name) {
-  int t;
   lua_getfield(L, opts, name);
-  t = lua_type(L, -1);
-  if (t == LUA_TNIL) {
+  if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return LUA_NOREF;
   }
-  if (t != LUA_TFUNCTION)
-    luaL_argerror(L, opts, lua_pushfstring(L, "'%s' must be a function, got %s", name,
-                                           lua_typename(L, t)));
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
@@ -222,6 +234,7 @@ int or_call(lua_State *L, or_session *s, or_action action, const char *path, int
   double coalesce = 0;
   if (blocking) check_not_busy(L, s);
   if (opts_idx) {
+    check_callbacks(L, opts_idx);
     lua_getfield(L, opts_idx, "on_chunk");
     stream = !lua_isnil(L, -1);
     lua_getfield(L, opts_idx, "coalesce");

@@ -177,7 +177,7 @@ static void raise_at(lua_State *L, walk *w, const char *what) {
       luaL_addstring(&b, w->key_name[i] ? w->key_name[i] : "?");
     }
   }
-  luaL_addstring(&b, ": ");
+  if (w->depth > 0) luaL_addstring(&b, ": ");
   luaL_addstring(&b, what);
   luaL_pushresult(&b);
   luaL_argerror(L, w->argn, lua_tostring(L, -1));
@@ -274,19 +274,34 @@ static void unwrap_numbers(lua_State *L, int ctx) {
 
 /* Pushes the table at idx, or a copy of it with empty arrays marked. */
 static void prepare(lua_State *L, int idx, walk *w) {
-  int copy = 0;
+  int copy = 0, only_indices = 1;
+  lua_Number count = 0, max_index = 0;
   if (w->depth >= MAX_DEPTH) raise_at(L, w, "tables nested too deep (a cycle?)");
   luaL_checkstack(L, 8, "request too deep");
   w->depth++;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int key = lua_gettop(L) - 1, val = lua_gettop(L), replaced = 0;
+    count++;
     if (lua_type(L, key) == LUA_TNUMBER) {
+      lua_Number n = lua_tonumber(L, key);
       w->key_is_index[w->depth] = 1;
-      w->key_index[w->depth] = lua_tonumber(L, key);
-    } else {
+      w->key_index[w->depth] = n;
+      if (n >= 1 && n == (lua_Number)(long long)n) {
+        if (n > max_index) max_index = n;
+      } else {
+        only_indices = 0;
+      }
+    } else if (lua_type(L, key) == LUA_TSTRING) {
       w->key_is_index[w->depth] = 0;
-      w->key_name[w->depth] = lua_type(L, key) == LUA_TSTRING ? lua_tostring(L, key) : NULL;
+      w->key_name[w->depth] = lua_tostring(L, key);
+      only_indices = 0;
+    } else {
+      char what[96];
+      w->depth--;
+      snprintf(what, sizeof what, "a table key of type %s cannot be encoded as JSON",
+               luaL_typename(L, key));
+      raise_at(L, w, what);
     }
     switch (lua_type(L, val)) {
       case LUA_TTABLE:
@@ -346,6 +361,9 @@ static void prepare(lua_State *L, int idx, walk *w) {
     lua_settop(L, key);
   }
   w->depth--;
+  /* cjson's own rule for a list with holes, reported here with its path */
+  if (only_indices && max_index > 10 && max_index > count * 2)
+    raise_at(L, w, "a list with holes (a sparse array) cannot be encoded as JSON");
   if (!copy) lua_pushvalue(L, idx);
 }
 
@@ -366,7 +384,9 @@ void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
   lua_pop(L, 2);
   luaL_getmetatable(L, OR_ARRAY_MT);
   w.array_mt = lua_gettop(L);
-  if (lua_istable(L, idx)) {
+  if (lua_istable(L, idx) && is_empty(L, idx) && has_array_mt(L, idx, &w)) {
+    lua_getfield(L, w.ctx, "empty_array");
+  } else if (lua_istable(L, idx)) {
     prepare(L, idx, &w);
   } else {
     lua_pushvalue(L, idx);

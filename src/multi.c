@@ -16,6 +16,8 @@
 /* ---- the active list ---- */
 
 static void link_active(or_session *s, or_request *r) {
+  if (r->linked) return;
+  r->linked = 1;
   r->prev = s->last;
   r->next = NULL;
   if (s->last)
@@ -27,6 +29,8 @@ static void link_active(or_session *s, or_request *r) {
 }
 
 static void unlink_active(or_session *s, or_request *r) {
+  if (!r->linked) return;  /* a request refused before it was queued */
+  r->linked = 0;
   if (r->prev) r->prev->next = r->next; else s->first = r->next;
   if (r->next) r->next->prev = r->prev; else s->last = r->prev;
   r->prev = r->next = NULL;

@@ -108,6 +108,7 @@ typedef struct or_handle {
 struct or_request {
   or_session *session;     /* NULL once the session is gone */
   or_request *prev, *next; /* the session's active list */
+  int linked;              /* in that list */
   or_handle *handle;       /* NULL once the Lua object was collected */
   or_state state;
   CURL *easy;

@@ -24,8 +24,27 @@ M.Conversation = Conversation
 
 local text_of  -- openrouter.text, set by install()
 
-local function argerror(fname, n, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- Raises a Lua-style argument error, blaming the caller `level` frames up
+-- (3: the caller of the function that calls argerror).
+local function argerror(fname, n, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
+end
+
+-- Raises unless v can be sent as JSON, naming the field (`what`) that cannot.
+local function check_encodable(fname, n, what, v, level)
+  local ok, err = pcall(core.json_encode, v)
+  if not ok then
+    local detail = tostring(err):match("^bad argument #%d+ to '[^']*' %((.*)%)$") or tostring(err)
+    if detail:find("^[%w_%[%]%.]+: ") then detail = what .. "." .. detail else detail = what .. ": " .. detail end
+    argerror(fname, n, detail, (level or 3) + 1)
+  end
+end
+
+-- Raises unless self is a Conversation (a method called with '.' instead of ':').
+local function check_self(self, fname)
+  if getmetatable(self) ~= M.Conversation then
+    argerror(fname, 1, "Conversation expected, got " .. type(self), 4)
+  end
 end
 
 local function new_error(kind, message, fields)
@@ -57,24 +76,26 @@ local function content_text(content)
   return text_of({ choices = { { message = { content = content } } } })
 end
 
+-- Called from M.new: the user is 4 frames up from argerror.
 local function check_options(opts)
   local known = { model = "string", system = "string", params = "table",
                   max_tool_rounds = "number", max_messages = "number" }
   for k, v in pairs(opts) do
-    if not known[k] then argerror("conversation", 1, ("unknown option '%s'"):format(tostring(k))) end
+    if not known[k] then argerror("conversation", 1, ("unknown option '%s'"):format(tostring(k)), 4) end
     if type(v) ~= known[k] then
-      argerror("conversation", 1, ("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
+      argerror("conversation", 1, ("option '%s' must be a %s, got %s"):format(k, known[k], type(v)), 4)
     end
   end
   for _, k in ipairs{ "max_tool_rounds", "max_messages" } do
     local v = opts[k]
-    if v ~= nil and (v % 1 ~= 0 or v < 1) then
-      argerror("conversation", 1, ("option '%s' must be a positive integer"):format(k))
+    if v ~= nil and (v ~= v or v % 1 ~= 0 or v < 1 or v > 1e6) then
+      argerror("conversation", 1, ("option '%s' must be a positive integer"):format(k), 4)
     end
   end
   if opts.params and (opts.params.messages ~= nil or opts.params.stream ~= nil) then
-    argerror("conversation", 1, "params must not hold 'messages' or 'stream': the conversation owns them")
+    argerror("conversation", 1, "params must not hold 'messages' or 'stream': the conversation owns them", 4)
   end
+  if opts.params then check_encodable("conversation", 1, "params", opts.params, 4) end
 end
 
 local function fresh_usage()
@@ -104,6 +125,9 @@ end
 --   system prompt and about this many newest messages)
 -- @treturn Conversation
 function M.new(client, opts)
+  if not core.is_client(client) then
+    argerror("conversation", 1, "openrouter client expected, got " .. type(client))
+  end
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argerror("conversation", 1, "table expected, got " .. type(opts)) end
   check_options(opts)
@@ -118,6 +142,7 @@ end
 --   value that is sent JSON-encoded)
 -- @return self
 function Conversation:tool(def)
+  check_self(self, "tool")
   if type(def) ~= "table" then argerror("tool", 1, "table expected, got " .. type(def)) end
   if type(def.name) ~= "string" or not def.name:match("^[%w_%-]+$") or #def.name > 64 then
     argerror("tool", 1, "'name' must be 1-64 characters of [A-Za-z0-9_-]")
@@ -129,6 +154,7 @@ function Conversation:tool(def)
   if def.parameters ~= nil and type(def.parameters) ~= "table" then
     argerror("tool", 1, "'parameters' must be a table (a JSON schema)")
   end
+  if def.parameters ~= nil then check_encodable("tool", 1, "parameters", def.parameters) end
   if not self.tools[def.name] then self.tool_order[#self.tool_order + 1] = def.name end
   self.tools[def.name] = {
     name = def.name, description = def.description, handler = def.handler,
@@ -226,10 +252,12 @@ local function trim(self)
   self.messages = kept
 end
 
+-- Called from say / say_async: the user is 4 frames up from argerror.
 local function check_content(fname, content)
   if type(content) ~= "string" and not (type(content) == "table" and is_sequence(content)) then
-    argerror(fname, 1, "string or array of content parts expected, got " .. type(content))
+    argerror(fname, 1, "string or array of content parts expected, got " .. type(content), 4)
   end
+  if type(content) == "table" then check_encodable(fname, 1, "content", content, 4) end
 end
 
 -- A turn: the messages one `say` adds (kept apart until it succeeds) and its text.
@@ -286,6 +314,7 @@ end
 -- @treturn ?string the reply text (all text of this turn, equal to the joined deltas)
 -- @return err on failure, with the history unchanged; `err.partial` for a broken stream
 function Conversation:say(content, on_delta)
+  check_self(self, "say")
   check_content("say", content)
   if on_delta ~= nil and type(on_delta) ~= "function" then
     argerror("say", 2, "function expected, got " .. type(on_delta))
@@ -324,6 +353,7 @@ end
 --   deliveries of text, for UI hosts)
 -- @treturn Turn the turn in progress (keep it: a collected turn is cancelled)
 function Conversation:say_async(content, opts)
+  check_self(self, "say_async")
   check_content("say_async", content)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then argerror("say_async", 2, "table expected, got " .. type(opts)) end
@@ -358,11 +388,13 @@ end
 -- @treturn table `prompt_tokens`, `completion_tokens`, `total_tokens`, `requests`, and
 --   `cost` when the API reported one
 function Conversation:usage()
+  check_self(self, "usage")
   return deep_copy(self.totals)
 end
 
 --- The text of the last assistant message, or nil.
 function Conversation:last()
+  check_self(self, "last")
   for i = #self.messages, 1, -1 do
     local m = self.messages[i]
     if m.role == "assistant" then
@@ -376,6 +408,7 @@ end
 --- Drops the last user turn and everything after it.
 -- @treturn boolean whether there was a turn to drop
 function Conversation:undo()
+  check_self(self, "undo")
   for i = #self.messages, 1, -1 do
     if self.messages[i].role == "user" then
       for j = #self.messages, i, -1 do self.messages[j] = nil end
@@ -387,6 +420,7 @@ end
 
 --- Forgets the history but the system prompt (usage totals are kept).
 function Conversation:reset()
+  check_self(self, "reset")
   local first = self.messages[1]
   self.messages = {}
   if first and first.role == "system" then self.messages[1] = first end
@@ -396,15 +430,18 @@ end
 --- Appends a message to the history as it is (a copy of it).
 -- @tparam table message with a string `role`
 function Conversation:add(message)
+  check_self(self, "add")
   if type(message) ~= "table" or type(message.role) ~= "string" then
     argerror("add", 1, "message table with a string 'role' expected")
   end
+  check_encodable("add", 1, "message", message)
   self.messages[#self.messages + 1] = deep_copy(message)
   return self
 end
 
 --- An independent copy: history, params and usage copied, tools shared.
 function Conversation:fork()
+  check_self(self, "fork")
   local copy = build(self.client, { model = self.model, system = self.system, params = self.params,
     max_tool_rounds = self.max_tool_rounds, max_messages = self.max_messages },
     deep_copy(self.messages), deep_copy(self.totals))
@@ -418,6 +455,7 @@ end
 --- The conversation as a JSON string: model, system, params, messages and usage
 -- (tool handlers are not serialised: register them again after loading).
 function Conversation:to_json()
+  check_self(self, "to_json")
   return core.json_encode({
     format = FORMAT, version = FORMAT_VERSION, model = self.model, system = self.system,
     params = self.params, messages = self.messages, usage = self.totals,
@@ -432,6 +470,9 @@ end
 --- Loads a conversation saved by `to_json` (also `client:conversation_from_json(s)`).
 -- @treturn ?Conversation the conversation, or nil, err (kind "decode")
 function M.from_json(client, s)
+  if not core.is_client(client) then
+    argerror("conversation_from_json", 1, "openrouter client expected, got " .. type(client))
+  end
   if type(s) ~= "string" then argerror("conversation_from_json", 1, "string expected, got " .. type(s)) end
   local data, why = core.json_decode(s)
   if data == nil then return invalid(why) end

@@ -40,22 +40,35 @@ local OPTION_TYPES = {
   max_response_bytes = "number", retry_base_delay = "number", retry_max_delay = "number",
 }
 
+-- the largest value each number option takes (default 1e6): 1e300 is a mistake
+local LIMITS = { max_response_bytes = 2 ^ 40, max_retries = 100, timeout = 1e6 }
+
 -- options that must be > 0: no combination may mean "wait forever"
 local POSITIVE = {
   timeout = true, connect_timeout = true, stream_idle_timeout = true,
   max_response_bytes = true,
 }
 
-local function argerror(fname, n, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+-- Raises a Lua-style argument error, blaming the caller `level` frames up
+-- (3: the caller of the function that calls argerror).
+local function argerror(fname, n, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
 end
 
+-- A value for an error message: quoted, and shortened.
+local function shown(v)
+  local s = tostring(v)
+  if #s > 60 then s = s:sub(1, 57) .. "..." end
+  return ("%q"):format(s)
+end
+
+-- Called from header_lines, called from new: the user is 5 frames up.
 local function check_header(name, value)
   if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
-    argerror("new", 1, ("invalid header name %q"):format(tostring(name)))
+    argerror("new", 1, ("invalid header name %s"):format(shown(name)), 5)
   end
   if type(value) ~= "string" or value:find("[\r\n%z]") then
-    argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name))
+    argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name), 5)
   end
 end
 
@@ -75,9 +88,14 @@ local function header_lines(opts, api_key)
     set("X-Title", opts.app_title)  -- the legacy name, still read by OpenRouter
   end
   if opts.app_categories then
+    local count = 0
+    for _ in pairs(opts.app_categories) do count = count + 1 end
+    if count ~= #opts.app_categories then
+      argerror("new", 1, "app_categories must be a list of strings", 4)
+    end
     for i, c in ipairs(opts.app_categories) do
-      if type(c) ~= "string" then
-        argerror("new", 1, ("app_categories[%d] must be a string"):format(i))
+      if type(c) ~= "string" or c:find("[,%c]") then
+        argerror("new", 1, ("app_categories[%d] must be a string without commas"):format(i), 4)
       end
     end
     set("X-OpenRouter-Categories", table.concat(opts.app_categories, ","))
@@ -115,10 +133,16 @@ function M.new(opts)
     if type(v) ~= want then
       argerror("new", 1, ("option '%s' must be a %s, got %s"):format(k, want, type(v)))
     end
-    if want == "number" and (v ~= v or v < 0 or v == math.huge or (POSITIVE[k] and v <= 0)) then
-      argerror("new", 1, ("option '%s' must be a %s number"):format(k,
-        POSITIVE[k] and "positive" or "non-negative finite"))
+    if want == "number" and (v ~= v or v < 0 or v > (LIMITS[k] or 1e6) or (POSITIVE[k] and v <= 0)) then
+      argerror("new", 1, ("option '%s' must be a %s number (at most %g)"):format(k,
+        POSITIVE[k] and "positive" or "non-negative finite", LIMITS[k] or 1e6))
     end
+    if want == "string" and k ~= "base_url" and k ~= "api_key" and (v:find("%z") or #v > 65536) then
+      argerror("new", 1, ("option '%s' must be a string without NUL bytes, of at most 64 KiB"):format(k))
+    end
+  end
+  if opts.api_key and (opts.api_key:find("%c") or #opts.api_key > 4096) then
+    argerror("new", 1, "option 'api_key' must be a string without line breaks or control characters, of at most 4096 bytes")
   end
   if opts.max_retries and opts.max_retries % 1 ~= 0 then
     argerror("new", 1, "option 'max_retries' must be an integer")
@@ -126,8 +150,8 @@ function M.new(opts)
   local api_key = opts.api_key or os.getenv("OPENROUTER_API_KEY")
   local base_url = opts.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
   base_url = base_url:gsub("/+$", "")
-  if not base_url:match("^https?://[^/]") then
-    argerror("new", 1, ("base_url must be an http:// or https:// URL, got %q"):format(base_url))
+  if not base_url:match("^https?://[^/]") or base_url:find("[%z%s]") then
+    argerror("new", 1, ("base_url must be an http:// or https:// URL, got %s"):format(shown(base_url)))
   end
   return core.new{
     api_key = api_key,
