@@ -742,6 +742,10 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --   emulator/reasoning-tools the same, with reasoning and reasoning_details on the tool-call turn
 --   emulator/tools-loop      always one get_weather call (a loop that never ends)
 --   emulator/tools-bad-json  a get_weather call whose arguments are not JSON
+-- Other endpoints: GET /key; GET /generation?id= (a generation's stats, 404 until 0.3 s
+-- after its request, cancelled = true when the client walked out of the stream); GET
+-- /models/{author}/{slug}/endpoints (known models; 404 otherwise); POST /embeddings
+-- (deterministic vectors; model emulator/embed:<dims> sets their size, default 8).
 --   emulator/capacity        429 with availability.retry_after = 1 (no header) once, then echo
 --   emulator/not-retryable   503 with availability.retryable = false once, then echo
 --   emulator/no-usage        echo without `usage` (non-streamed)
@@ -1400,6 +1404,27 @@ local function new_context(conn, kind, body)
   }
 end
 
+-- Generation stats (GET /generation) are written a little after the request, as
+-- OpenRouter's are: an immediate lookup gets a 404.
+local GENERATION_DELAY = 0.3
+
+local function record_generation(ctx, cancelled)
+  local server = ctx.conn.server
+  local prompt_cost, completion_cost = ctx.prompt_tokens * 0.00000015, ctx.completion_tokens * 0.0000006
+  server.generations[ctx.id] = { ready_at = socket.gettime() + GENERATION_DELAY, data = {
+    id = ctx.id, upstream_id = "chatcmpl-" .. ctx.id, model = ctx.model, provider_name = PROVIDER,
+    created_at = os.date("!%Y-%m-%dT%H:%M:%S+00:00", ctx.created), streamed = ctx.stream,
+    cancelled = cancelled, finish_reason = cancelled and null or "stop",
+    native_finish_reason = cancelled and null or "stop", api_type = "completions",
+    tokens_prompt = ctx.prompt_tokens, tokens_completion = ctx.completion_tokens,
+    native_tokens_prompt = ctx.prompt_tokens, native_tokens_completion = ctx.completion_tokens,
+    native_tokens_reasoning = 0, native_tokens_cached = 0,
+    total_cost = prompt_cost + completion_cost, usage = prompt_cost + completion_cost,
+    upstream_inference_cost = null, cache_discount = null, is_byok = false,
+    latency = 120, moderation_latency = null, generation_time = 100,
+  } }
+end
+
 local function inference(kind)
   return function(conn, req)
     local key = authenticate(conn, req)
@@ -1411,8 +1436,94 @@ local function inference(kind)
     ctx.key = key
     local scenario, captures = pick_scenario(ctx.model)
     if not scenario then return invalid_model(ctx) end
-    scenario.run(ctx, unpack(captures))
+    local ok, err = pcall(scenario.run, ctx, unpack(captures))
+    -- a stream the client walked out of is billed as cancelled, as OpenRouter does
+    record_generation(ctx, not ok)
+    if not ok then error(err, 0) end
   end
+end
+
+-- application/x-www-form-urlencoded query -> table
+local function parse_query(query)
+  local out = {}
+  for k, v in (query or ""):gmatch("([^&=]+)=?([^&]*)") do
+    local function decode(x)
+      return (x:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    out[decode(k)] = decode(v)
+  end
+  return out
+end
+
+local function key_info(key)
+  local label = #key > 16 and (key:sub(1, 12) .. "..." .. key:sub(-3)) or "sk-or-..."
+  return { data = {
+    label = label, limit = 100, limit_remaining = 74.5, limit_reset = "monthly",
+    include_byok_in_limit = false, usage = 25.5, usage_daily = 1.25, usage_weekly = 7.5,
+    usage_monthly = 25.5, byok_usage = 0, byok_usage_daily = 0, byok_usage_weekly = 0,
+    byok_usage_monthly = 0, is_free_tier = false, is_management_key = false,
+    is_provisioning_key = false, expires_at = null, creator_user_id = "user_emulator",
+    rate_limit = { requests = 1000, interval = "1h",
+                   note = "This field is deprecated and safe to ignore." },
+  } }
+end
+
+local function find_model(id)
+  for _, m in ipairs(MODELS) do
+    if m.id == id then return m end
+  end
+end
+
+-- GET /models/{author}/{slug}/endpoints: two providers per known model.
+local function model_endpoints(conn, author, slug)
+  local id = author .. "/" .. slug
+  local m = find_model(id)
+  if not m then return respond_json(conn, 404, error_body(404, "Model " .. id .. " not found")) end
+  local function endpoint(provider, tag, quantization, factor)
+    return {
+      name = provider .. ": " .. m.name, model_id = m.id, model_name = m.name,
+      provider_name = provider, tag = tag, quantization = quantization, status = 0,
+      context_length = m.context_length, max_completion_tokens = m.top_provider.max_completion_tokens,
+      max_prompt_tokens = null,
+      pricing = { prompt = m.pricing.prompt, completion = m.pricing.completion, request = "0", image = "0" },
+      supported_parameters = m.supported_parameters, supports_implicit_caching = true,
+      uptime_last_5m = 100, uptime_last_30m = 99.5 * factor, uptime_last_1d = 99.8,
+      latency_last_30m = { p50 = 0.25 * factor, p75 = 0.35, p90 = 0.48, p99 = 0.85 },
+      throughput_last_30m = { p50 = 45.2 / factor, p75 = 38.5, p90 = 28.3, p99 = 15.1 },
+    }
+  end
+  respond_json(conn, 200, { data = {
+    id = m.id, name = m.name, created = m.created, description = m.description,
+    architecture = m.architecture,
+    endpoints = { endpoint("Emulator", "emulator", "fp16", 1), endpoint("Mirror", "mirror/eu", "fp8", 1.2) },
+  } })
+end
+
+-- POST /embeddings: deterministic vectors; `emulator/embed:<dims>` picks the size (default 8).
+local function embeddings(conn, req)
+  local key = authenticate(conn, req)
+  if not key then return end
+  local body = req.json
+  if type(body) ~= "table" then return respond_json(conn, 400, error_body(400, "Invalid JSON body")) end
+  local input = body.input
+  if type(input) == "string" then input = { input } end
+  if type(input) ~= "table" or #input == 0 then
+    return respond_json(conn, 400, error_body(400, "input must be a string or a non-empty array"))
+  end
+  local model = type(body.model) == "string" and body.model or "openai/text-embedding-3-small"
+  if model:find("^missing/") then return respond_json(conn, 400, error_body(400, model .. " is not a valid model ID")) end
+  local dims = tonumber(model:match("^emulator/embed:(%d+)$") or "8")
+  local data, tokens = {}, 0
+  for i, text in ipairs(input) do
+    local vector = {}
+    for j = 1, dims do vector[j] = math.sin(i * 1000 + j) * 0.5 end
+    data[i] = { object = "embedding", index = i - 1, embedding = vector }
+    tokens = tokens + count_words(type(text) == "string" and text or "")
+  end
+  local id = new_generation_id()
+  respond_json(conn, 200, { id = id, object = "list", data = data, model = model, provider = PROVIDER,
+    usage = { prompt_tokens = tokens, total_tokens = tokens, cost = tokens * 0.00000002 } },
+    { { "X-Generation-Id", id } })
 end
 
 local API = {
@@ -1425,6 +1536,28 @@ local API = {
   end },
   ["/chat/completions"] = { method = "POST", handler = inference("chat") },
   ["/completions"] = { method = "POST", handler = inference("completion") },
+  ["/embeddings"] = { method = "POST", handler = embeddings },
+  ["/key"] = { method = "GET", handler = function(conn, req)
+    local key = authenticate(conn, req)
+    if key then respond_json(conn, 200, key_info(key)) end
+  end },
+  ["/generation"] = { method = "GET", handler = function(conn, req)
+    if not authenticate(conn, req) then return end
+    local id = parse_query(req.query).id
+    local g = id and conn.server.generations[id]
+    if not g or socket.gettime() < g.ready_at then
+      return respond_json(conn, 404, error_body(404, "Generation " .. tostring(id) .. " not found"))
+    end
+    respond_json(conn, 200, { data = g.data })
+  end },
+}
+
+-- Routes with parameters in the path: { pattern, method, handler(conn, req, captures...) }.
+local API_PATTERNS = {
+  { "^/models/([^/]+)/([^/]+)/endpoints$", "GET", function(conn, req, author, slug)
+    local function decode(x) return (x:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+    model_endpoints(conn, decode(author), decode(slug))
+  end },
 }
 
 ---------------------------------------------------------------------------------------------
@@ -1437,7 +1570,7 @@ local CONTROL = {
   end },
   reset = { method = "POST", handler = function(conn)
     local server = conn.server
-    server.log, server.seq, server.fail_counts = {}, 0, {}
+    server.log, server.seq, server.fail_counts, server.generations = {}, 0, {}, {}
     respond_json(conn, 200, { ok = true })
   end },
   shutdown = { method = "POST", handler = function(conn)
@@ -1465,6 +1598,15 @@ end
 
 local function dispatch(conn, req, routes, name)
   local route = routes[name]
+  if not route and routes == API then
+    for _, p in ipairs(API_PATTERNS) do
+      local captures = { name:match(p[1]) }
+      if captures[1] then
+        route = { method = p[2], handler = function(c, r) p[3](c, r, unpack(captures)) end }
+        break
+      end
+    end
+  end
   if not route then
     return respond_json(conn, 404, error_body(404, "Not Found"))
   end
@@ -1583,7 +1725,7 @@ local function main(argv)
   sock:settimeout(0)
   local _, port = sock:getsockname()
   local server = { sock = sock, conns = {}, next_conn_id = 0, log = {}, seq = 0,
-                   fail_counts = {}, stopping = false }
+                   fail_counts = {}, generations = {}, stopping = false }
   io.stdout:write("OPENROUTER_EMULATOR_URL=http://", opts.host, ":", port, "/api/v1\n")
   io.stdout:flush()
   io.stderr:write("openrouter emulator: GET /_emulator/requests for the request log, ",
