@@ -56,6 +56,7 @@ double or_parse_retry_after(const char *value, size_t len, double now_epoch) {
     double delta;
     if (when == (time_t)-1) return -1;
     delta = (double)when - now_epoch;
+    if (delta > 1e9) delta = 1e9;  /* the same bound as the seconds form */
     return delta < 0 ? 0 : delta;
   }
 }
@@ -65,8 +66,9 @@ double or_backoff_delay(int attempt, double base, double cap, double jitter01) {
   int i;
   for (i = 0; i < attempt && d < cap; i++) d *= 2;
   if (d > cap) d = cap;
-  /* "equal jitter": half fixed, half random, so retries of many clients spread out */
-  return d / 2 + d / 2 * jitter01;
+  /* "equal jitter": half fixed, half random, so retries of many clients spread out;
+  ** one product, so it never exceeds d (halving a subnormal d would round up) */
+  return d * (0.5 + 0.5 * jitter01);
 }
 
 size_t or_body_snippet(const char *body, size_t len, char *out, size_t outsize) {

@@ -5,6 +5,7 @@
 */
 #include "openrouter.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,7 +189,7 @@ int or_session_new(lua_State *L) {
   s->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300) * 1000);
   s->connect_timeout_ms = (long)(opt_number(L, cfg, "connect_timeout", 10) * 1000);
   s->idle_timeout_ms = (long)(opt_number(L, cfg, "stream_idle_timeout", 60) * 1000);
-  s->max_retries = (int)opt_number(L, cfg, "max_retries", 2);
+  s->max_retries = (int)fmin(opt_number(L, cfg, "max_retries", 2), 1000);
   s->retry_base_delay = opt_number(L, cfg, "retry_base_delay", 0.5);
   s->retry_max_delay = opt_number(L, cfg, "retry_max_delay", 30);
   s->max_response_bytes = (size_t)opt_number(L, cfg, "max_response_bytes", 64.0 * 1024 * 1024);
