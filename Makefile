@@ -28,7 +28,9 @@ endif
 HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth
 # TLS and proxy specs: a test CA (openssl), a TLS front (socat), an HTTP proxy (tinyproxy)
 NET_PKGS := openssl socat tinyproxy-bin
-DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS)
+# the CLI's interactive mode is tested in a real terminal
+CLI_PKGS := tmux
+DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -84,7 +86,8 @@ rock: deps
 	rm -rf build/rock-tree
 	luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) make --deps-mode=none --tree build/rock-tree openrouter-scm-1.rockspec
 	eval "$$(luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) --tree build/rock-tree path)" && \
-	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)'
+	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)' && \
+	  build/rock-tree/bin/openrouter --version
 
 # The whole suite under valgrind memcheck: any error or definite leak fails the run.
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \

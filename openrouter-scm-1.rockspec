@@ -56,6 +56,9 @@ build = {
       modules = { ["openrouter.core"] = { libraries = { "libcurl", "ws2_32" } } },
     },
   },
+  install = {
+    bin = { openrouter = "bin/openrouter" },
+  },
 }
 
 test = {

@@ -17,6 +17,25 @@ end
 
 local client = openrouter.new(opts)
 
+-- Part 1: the command-line tool, as a shell user would run it.
+local function shell_quote(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
+local lua = os.getenv("OPENROUTER_EMULATOR_LUA") or "lua5.4"
+local env = ""
+if emu then env = ("OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=%s "):format(shell_quote(emu.url), "sk-or-demo") end
+local function cli(args)
+  print("\n$ openrouter " .. args)
+  io.flush()
+  local ok = os.execute(("%s%s bin/openrouter %s"):format(env, lua, args))
+  if ok ~= true and ok ~= 0 then print("  (exit status non-zero)") end
+end
+print("\n#### The command-line tool (bin/openrouter)")
+cli("models --supports tools")
+cli("credits")
+cli(("chat -m %s %s"):format(model, shell_quote("Write one sentence about the moon.")))
+
+-- Part 2: the Lua API.
+print("\n#### The Lua module")
+
 -- Integral numbers print without ".0" (Debian's lua-cjson decodes every number as a float).
 local function num(v)
   if type(v) == "number" and v % 1 == 0 then return ("%d"):format(v) end

@@ -1436,10 +1436,12 @@ local function inference(kind)
     ctx.key = key
     local scenario, captures = pick_scenario(ctx.model)
     if not scenario then return invalid_model(ctx) end
-    local ok, err = pcall(scenario.run, ctx, unpack(captures))
-    -- a stream the client walked out of is billed as cancelled, as OpenRouter does
-    record_generation(ctx, not ok)
-    if not ok then error(err, 0) end
+    -- no pcall around it: Lua 5.1 cannot yield across one. A request the client walked
+    -- out of ends the connection's coroutine; its cleanup records it as cancelled.
+    conn.in_flight = ctx
+    scenario.run(ctx, unpack(captures))
+    conn.in_flight = nil
+    record_generation(ctx, false)
   end
 end
 
@@ -1655,6 +1657,8 @@ local function accept_all(server)
     local conn = { server = server, sock = sock, id = server.next_conn_id, buf = "" }
     server.conns[conn] = true
     spawn(function() serve_connection(conn) end, function()
+      -- billed as cancelled, as OpenRouter does with a stream the client left
+      if conn.in_flight then record_generation(conn.in_flight, true) end
       sock:close()
       server.conns[conn] = nil
     end)
