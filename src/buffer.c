@@ -27,6 +27,10 @@ static int reserve(or_buffer *b, size_t extra) {
   return 0;
 }
 
+int or_buffer_reserve(or_buffer *b, size_t extra) {
+  return reserve(b, extra);
+}
+
 int or_buffer_append(or_buffer *b, const void *bytes, size_t n) {
   if (reserve(b, n) != 0) return -1;
   if (n > 0) memcpy(b->data + b->len, bytes, n);

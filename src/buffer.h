@@ -16,6 +16,8 @@ typedef struct or_buffer {
 void or_buffer_init(or_buffer *b);
 /* Returns 0 on success, -1 when memory is exhausted (the buffer is unchanged). */
 int or_buffer_append(or_buffer *b, const void *bytes, size_t n);
+/* Makes room for `extra` more bytes at once (0 or -1 as or_buffer_append). */
+int or_buffer_reserve(or_buffer *b, size_t extra);
 void or_buffer_clear(or_buffer *b);      /* keeps the allocation for reuse */
 void or_buffer_free(or_buffer *b);
 /* Overwrites the contents with zeros before freeing: for buffers that held the API key. */

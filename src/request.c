@@ -398,9 +398,14 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
     return 0;
   }
   if (!r->body_started) {
+    curl_off_t length = -1;
     r->body_started = 1;
     r->is_sse = r->stream && r->status / 100 == 2 &&
                 strncasecmp(r->content_type, "text/event-stream", 17) == 0;
+    /* a body of known length is stored without growing (and copying) the buffer */
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+    if (!r->is_sse && length > 0 && (size_t)length <= r->session->max_response_bytes)
+      or_buffer_reserve(&r->response, (size_t)length);
     if (r->status / 100 == 2) {  /* the host learns the status before the first chunk */
       int cancel;
       if (!call_on_response(r->session->L, r, &cancel)) {
