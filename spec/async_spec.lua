@@ -291,8 +291,11 @@ describe("async", function()
         local ok, e = pcall(client.poll, client, 0.05)
         if not ok then raised[#raised + 1] = e end
       end
+      -- both ran although each raised; a round that finished both raised once (the
+      -- first to complete), rounds that finished one each raised each
       assert.are.equal(2, ran)
-      assert.are.equal("first", raised[1])
+      assert.is_true(#raised >= 1 and #raised <= 2)
+      for _, e in ipairs(raised) do assert.is_true(e == "first" or e == "second") end
       assert.are.equal(0, client:poll(0))
     end)
 

@@ -148,24 +148,37 @@ static void absorb_detail(lua_State *L, int details, int item) {
   lua_rawseti(L, details, n + 1);
 }
 
-static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
-  int idx, entry, fn;
-  if (!lua_istable(L, tc)) return;
-  lua_getfield(L, tc, "index");
+/* Pushes the state kept for an indexed item (a choice, a tool call): slot
+** `index + 1` of list, the item's `index` field or else its position. A new
+** state is { index = i } with an empty table under `sub` (slot 1 when sub is
+** NULL). Pushes nothing and returns 0 for an index out of range. */
+static int push_slot(lua_State *L, int list, int item, int position, const char *sub) {
+  int idx;
+  lua_getfield(L, item, "index");
   idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
   lua_pop(L, 1);
-  if (idx < 0 || idx > 1000000) return;
-  lua_rawgeti(L, tools, idx + 1);
+  if (idx < 0 || idx > 1000000) return 0;
+  lua_rawgeti(L, list, idx + 1);
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushinteger(L, idx);
     lua_setfield(L, -2, "index");
     lua_newtable(L);
-    lua_setfield(L, -2, "arguments");
+    if (sub)
+      lua_setfield(L, -2, sub);
+    else
+      lua_rawseti(L, -2, 1);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, tools, idx + 1);
+    lua_rawseti(L, list, idx + 1);
   }
+  return 1;
+}
+
+static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
+  int entry, fn;
+  if (!lua_istable(L, tc)) return;
+  if (!push_slot(L, tools, tc, position, "arguments")) return;
   entry = lua_gettop(L);
   /* ids come on the first fragment; later ones may carry "" (treat as absent) */
   lua_getfield(L, tc, "id");
@@ -264,22 +277,8 @@ static void absorb_delta(lua_State *L, int c, int delta) {
 }
 
 static void absorb_choice(lua_State *L, int choices, int choice, int position) {
-  int idx, c, top = lua_gettop(L);
-  lua_getfield(L, choice, "index");
-  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
-  lua_pop(L, 1);
-  if (idx < 0 || idx > 1000000) return;
-  lua_rawgeti(L, choices, idx + 1);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushinteger(L, idx);
-    lua_setfield(L, -2, "index");
-    lua_newtable(L);
-    lua_rawseti(L, -2, CHOICE_CONTENT);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, choices, idx + 1);
-  }
+  int c, top = lua_gettop(L);
+  if (!push_slot(L, choices, choice, position, NULL)) return;
   c = lua_gettop(L);
   /* a choice carries index, delta, finish_reason, native_finish_reason, logprobs:
   ** four lookups cost less than walking it */
@@ -527,22 +526,8 @@ static void join_list(lua_State *L, int dst, int src, const char *field) {
 }
 
 static void merge_choice(lua_State *L, int choices, int choice, int position) {
-  int idx, m, delta, top = lua_gettop(L);
-  lua_getfield(L, choice, "index");
-  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
-  lua_pop(L, 1);
-  if (idx < 0 || idx > 1000000) return;
-  lua_rawgeti(L, choices, idx + 1);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushinteger(L, idx);
-    lua_setfield(L, -2, "index");
-    lua_newtable(L);
-    lua_setfield(L, -2, "delta");
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, choices, idx + 1);
-  }
+  int m, delta, top = lua_gettop(L);
+  if (!push_slot(L, choices, choice, position, "delta")) return;
   m = lua_gettop(L);
   copy_if_set(L, m, choice, "finish_reason");
   copy_if_set(L, m, choice, "native_finish_reason");
