@@ -4,6 +4,7 @@
 --   LUA bench/cjson_bench.lua w1 - seconds=1   decode chat.json (and read its text): decodes/s
 --   LUA bench/cjson_bench.lua w2 - streams=3   decode each data event of stream.sse: chunks/s
 --   LUA bench/cjson_bench.lua w4 - seconds=1   decode models.json: ms per decode
+--   LUA bench/cjson_bench.lua w6 - seconds=1   decode embeddings.json: ms per decode
 --
 -- The fixtures are read from www= (default build/bench/www).
 
@@ -50,6 +51,15 @@ function W.w4()
   local _, per_call, n = bench.timebox(opts.seconds or 1, function()
     local res = decode(body)
     if #res.data ~= expect.models_count then bench.fail("w4: wrong model count") end
+  end)
+  bench.result { value = per_call * 1000, n = n }
+end
+
+function W.w6()
+  local body = bench.read_file(www .. "/embeddings.json")
+  local _, per_call, n = bench.timebox(opts.seconds or 1, function()
+    local res = decode(body)
+    if #res.data ~= expect.embeddings_count then bench.fail("w6: wrong embedding count") end
   end)
   bench.result { value = per_call * 1000, n = n }
 end

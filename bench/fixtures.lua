@@ -255,6 +255,23 @@ local models = '{"data":[' .. table.concat(entries, ",") .. '],"total_count":' .
 write_file("models.json", models)
 
 ---------------------------------------------------------------------------------------------
+-- embeddings.json: POST /embeddings, 100 inputs of 3,072 floats each
+---------------------------------------------------------------------------------------------
+
+local EMBEDDINGS, DIMENSIONS = 100, 3072
+local vectors = {}
+for i = 1, EMBEDDINGS do
+  local floats = {}
+  for j = 1, DIMENSIONS do floats[j] = string.format("%.8f", math.sin(i * 7919 + j) * 0.08) end
+  vectors[i] = '{"object":"embedding","index":' .. (i - 1) .. ',"embedding":['
+    .. table.concat(floats, ",") .. "]}"
+end
+local embeddings = '{"id":"gen-emb-bench","object":"list","data":[' .. table.concat(vectors, ",")
+  .. '],"model":"openai/text-embedding-3-large","provider":"OpenAI",'
+  .. '"usage":{"prompt_tokens":1000,"total_tokens":1000,"cost":0.00013}}'
+write_file("embeddings.json", embeddings)
+
+---------------------------------------------------------------------------------------------
 -- expect.lua
 ---------------------------------------------------------------------------------------------
 
@@ -269,9 +286,12 @@ return {
   stream_last_word = %q,
   models_bytes = %d,
   models_count = %d,
+  embeddings_bytes = %d,
+  embeddings_count = %d,
+  embeddings_dimensions = %d,
 }
 ]], #chat, REPLY, #sse, STREAM_WORDS + 2, #stream_text, WORDS[(STREAM_WORDS - 1) % #WORDS + 1],
-  #models, #entries))
+  #models, #entries, #embeddings, EMBEDDINGS, DIMENSIONS))
 
 io.write(string.format("fixtures: chat.json %d bytes, stream.sse %d bytes (%d chunks), "
   .. "models.json %d bytes (%d models)\n", #chat, #sse, STREAM_WORDS + 2, #models, #entries))

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#define EMBEDDINGS_BODY "{\"model\":\"openai/text-embedding-3-large\",\"input\":[\"a\",\"b\"]}"
 #define CHAT_BODY "{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{\"role\":\"user\"," \
   "\"content\":\"Say hello in one short sentence.\"}]}"
 #define STREAM_BODY "{\"model\":\"openai/gpt-4o-mini\",\"messages\":[{\"role\":\"user\"," \
@@ -292,7 +293,7 @@ static void first_chunk(const char *url, int samples) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: limit w1|w2|w3|w4|w5 BASE_URL [key=value ...]\n");
+    fprintf(stderr, "usage: limit w1|w2|w3|w4|w5|w6 BASE_URL [key=value ...]\n");
     return 2;
   }
   const char *w = argv[1];
@@ -301,8 +302,9 @@ int main(int argc, char **argv) {
   headers = curl_slist_append(headers, "Authorization: Bearer sk-or-bench");
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "User-Agent: limit.c");
-  int is_models = strcmp(w, "w4") == 0;
-  snprintf(url, sizeof url, "%s%s", argv[2], is_models ? "/models" : "/chat/completions");
+  int is_models = strcmp(w, "w4") == 0, is_embeddings = strcmp(w, "w6") == 0;
+  snprintf(url, sizeof url, "%s%s", argv[2],
+           is_models ? "/models" : is_embeddings ? "/embeddings" : "/chat/completions");
   double seconds = atof(opt(argc, argv, "seconds", "1"));
   size_t bytes = (size_t)atol(opt(argc, argv, "bytes", "0"));
   if (strcmp(w, "w1") == 0)
@@ -313,6 +315,8 @@ int main(int argc, char **argv) {
     parallel(url, atoi(opt(argc, argv, "batches", "3")), atoi(opt(argc, argv, "n", "100")));
   else if (is_models)
     sequential(url, NULL, seconds, bytes, 1);
+  else if (is_embeddings)
+    sequential(url, EMBEDDINGS_BODY, seconds, bytes, 1);
   else if (strcmp(w, "w5") == 0)
     first_chunk(url, atoi(opt(argc, argv, "samples", "30")));
   else

@@ -6,6 +6,7 @@
 --                                                         ms for all (single= one request's ms)
 --   LUA bench/openrouter_bench.lua w4 BASE_URL seconds=1    get_models: ms per call
 --   LUA bench/openrouter_bench.lua w5 EMU_URL samples=30    ms from the server's stamp to on_chunk
+--   LUA bench/openrouter_bench.lua w6 BASE_URL seconds=1    embeddings (100 x 3,072 floats): ms per call
 --
 -- Prints "RESULT value=... n=..."; exits non-zero when a reply is not what the fixtures hold.
 
@@ -82,6 +83,20 @@ function W.w4()
   local _, per_call, n = bench.timebox(opts.seconds or 1, function()
     local models, err = client:get_models()
     if not models or #models ~= expect.models_count then bench.fail("w4: " .. tostring(err)) end
+  end)
+  bench.result { value = per_call * 1000, n = n }
+end
+
+function W.w6()
+  local inputs = {}
+  for i = 1, expect.embeddings_count do inputs[i] = "input " .. i end
+  local p = { model = "openai/text-embedding-3-large", input = inputs }
+  local _, per_call, n = bench.timebox(opts.seconds or 1, function()
+    local res, err = client:embeddings(p)
+    if not res or #res.data ~= expect.embeddings_count
+      or #res.data[1].embedding ~= expect.embeddings_dimensions then
+      bench.fail("w6: " .. tostring(err))
+    end
   end)
   bench.result { value = per_call * 1000, n = n }
 end

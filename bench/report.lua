@@ -16,6 +16,7 @@ local WORKLOADS = {
   { id = "w3", title = "W3 100 parallel (ms, all done)", higher = false },
   { id = "w4", title = "W4 get_models 1 MB (ms/call)", higher = false },
   { id = "w5", title = "W5 first chunk (ms)", higher = false },
+  { id = "w6", title = "W6 embeddings 100 x 3,072 (ms/call)", higher = false },
 }
 
 local CONTENDERS = {
