@@ -33,7 +33,7 @@ CLI_PKGS := tmux
 DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
 
 CC       ?= cc
-WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c99 -fPIC $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl 2>/dev/null)
 # A Lua C module never links liblua: the host provides the symbols.

@@ -58,13 +58,3 @@ void or_buffer_free_secure(or_buffer *b) {
   }
   or_buffer_free(b);
 }
-
-void or_buffer_consume(or_buffer *b, size_t n) {
-  if (n >= b->len) {
-    or_buffer_clear(b);
-    return;
-  }
-  memmove(b->data, b->data + n, b->len - n);
-  b->len -= n;
-  b->data[b->len] = '\0';
-}

@@ -22,7 +22,5 @@ void or_buffer_clear(or_buffer *b);      /* keeps the allocation for reuse */
 void or_buffer_free(or_buffer *b);
 /* Overwrites the contents with zeros before freeing: for buffers that held the API key. */
 void or_buffer_free_secure(or_buffer *b);
-/* Drops the first n bytes. */
-void or_buffer_consume(or_buffer *b, size_t n);
 
 #endif

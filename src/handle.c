@@ -18,20 +18,25 @@ static or_handle *check_handle(lua_State *L, int idx) {
   return (or_handle *)luaL_checkudata(L, idx, OR_REQUEST_MT);
 }
 
+/* Binds r to the request object at idx, and lists it so that the session
+** can find the object (weakly) from r. */
+static void attach(lua_State *L, int idx, or_handle *h, or_request *r) {
+  idx = or_absindex(L, idx);
+  h->r = r;
+  r->handle = h;
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
+  lua_pushlightuserdata(L, r);
+  lua_pushvalue(L, idx);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 or_handle *or_handle_push(lua_State *L, or_request *r) {
   or_handle *h = (or_handle *)lua_newuserdata(L, sizeof *h);
   h->r = NULL;
   luaL_getmetatable(L, OR_REQUEST_MT);
   lua_setmetatable(L, -2);
-  if (r) {
-    h->r = r;
-    r->handle = h;
-    lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
-    lua_pushlightuserdata(L, r);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-  }
+  if (r) attach(L, -1, h, r);
   return h;
 }
 
@@ -256,13 +261,7 @@ int or_call(lua_State *L, or_session *s, or_action action, const char *path, int
   h = or_handle_push(L, NULL);
   object = lua_gettop(L);
   r = or_request_new(L, s, action, path, params_idx, stream);
-  h->r = r;
-  r->handle = h;
-  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
-  lua_pushlightuserdata(L, r);
-  lua_pushvalue(L, object);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+  attach(L, object, h, r);
   r->blocking = blocking;
   r->started = or_monotonic();
   lua_pushvalue(L, 1);

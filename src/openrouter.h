@@ -253,6 +253,5 @@ void or_error_scrub(lua_State *L, int err, const char *key, size_t keylen);
 /* ---- time ---- */
 double or_monotonic(void);
 double or_epoch(void);
-void or_sleep(double seconds);
 
 #endif
