@@ -156,6 +156,25 @@ describe("client", function()
       for i = 2, 4 do assert.are.equal(reqs[1].connection, reqs[i].connection) end
     end)
 
+    it("decodes every reply from its own bytes while reusing the response buffer", function()
+      -- a long body leaves a large buffer behind; shorter bodies, an empty one and a
+      -- malformed one are written into it next: none may show the earlier bytes
+      local function content(res) return res.choices[1].message.content end
+      local big = assert(client:chat_completion(hi("emulator/big:1500000")))
+      assert.are.equal(1500000, #content(big))
+      local short = assert(client:chat_completion(hi()))
+      assert.are.equal("Echo: Hi", content(short))
+      local res, err = client:chat_completion(hi("emulator/malformed"))
+      assert.is_nil(res)
+      assert.are.equal("decode", err.kind)
+      assert.is_nil(err.message:find("0123456789abcdef", 1, true))
+      res, err = client:chat_completion(hi("emulator/empty"))
+      assert.is_nil(res)
+      assert.matches("empty response body", err.message)
+      assert.are.equal(1500000, #content(assert(client:chat_completion(hi("emulator/big:1500000")))))
+      assert.are.equal("Echo: Hi", content(assert(client:chat_completion(hi()))))
+    end)
+
     it("passes get_models query parameters, lists comma-joined", function()
       assert(client:get_models{ supported_parameters = { "tools", "reasoning" }, category = "programming" })
       local req = emu:last_request()

@@ -26,11 +26,14 @@ typedef struct or_request or_request;
 /* ---- session.c: the client userdata ---- */
 
 #define OR_EASY_POOL 4
+/* The largest response buffer a session keeps for its next request. */
+#define OR_SPARE_BODY_MAX (8u << 20)
 
 typedef struct or_session {
   CURLM *multi;            /* owns the connection cache shared by all requests */
   CURL *easy_pool[OR_EASY_POOL]; /* idle easy handles kept for the next requests */
   int easy_count;
+  or_buffer spare_body;     /* the last request's response buffer, for the next one */
   char *base_url;
   or_buffer api_key;       /* wiped before it is freed */
   struct curl_slist *headers; /* Authorization, attribution, extras, User-Agent */
@@ -60,6 +63,11 @@ int or_session_open(lua_State *L);   /* registers the metatable */
 or_session *or_check_session(lua_State *L, int idx);
 CURL *or_session_take_easy(or_session *s);
 void or_session_return_easy(or_session *s, CURL *easy);
+/* Response buffers reused from request to request: no fresh allocation (and page
+** faults, for large bodies) per request. take fills an empty buffer with the spare one;
+** give keeps b's allocation as the spare (or frees it) and empties b. */
+void or_session_take_body(or_session *s, or_buffer *b);
+void or_session_give_body(or_session *s, or_buffer *b);
 double or_session_jitter(or_session *s); /* uniform in [0, 1) */
 void or_slist_free_secure(struct curl_slist *list);
 int or_session_new(lua_State *L);
@@ -204,7 +212,8 @@ void or_actions_register(lua_State *L, int methods);
 /* ---- stream.c: chunks -> one response ---- */
 
 void or_stream_new_acc(lua_State *L);               /* pushes a fresh assembler */
-void or_stream_absorb(lua_State *L, int acc, int chunk); /* may raise (memory) */
+/* Absorbs one decoded chunk; returns whether it carries an error object. May raise (memory). */
+int or_stream_absorb(lua_State *L, int acc, int chunk);
 /* Pushes the assembled response (or a partial one), shaped like a non-streamed one. */
 void or_stream_result(lua_State *L, int acc, or_action action);
 int or_stream_has_data(lua_State *L, int acc);

@@ -84,7 +84,10 @@ void or_request_release_transfer(or_request *r) {
   r->headers = NULL;  /* the session's */
   free(r->url);
   r->url = NULL;
-  or_buffer_free(&r->response);
+  if (r->session)
+    or_session_give_body(r->session, &r->response);
+  else
+    or_buffer_free(&r->response);
   or_buffer_free(&r->header_lines);
   or_sse_free(&r->sse);
 }
@@ -301,10 +304,7 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   chunk = lua_gettop(L);
   r->events++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
-  or_stream_absorb(L, -1, chunk);
-  lua_pop(L, 1);
-  lua_getfield(L, chunk, "error");
-  failed = lua_istable(L, -1);
+  failed = or_stream_absorb(L, -1, chunk);
   lua_pop(L, 1);
   if (r->ref_on_chunk != LUA_NOREF) {
     if (r->ref_pending != LUA_NOREF) {
@@ -494,6 +494,7 @@ void or_request_begin_attempt(lua_State *L, or_request *r) {
   r->events = 0;
   r->delivered = 0;
   or_buffer_clear(&r->response);
+  or_session_take_body(r->session, &r->response);
   or_buffer_clear(&r->header_lines);
   or_sse_reset(&r->sse);
   or_unref(L, &r->ref_stash);

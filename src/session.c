@@ -39,6 +39,23 @@ void or_session_return_easy(or_session *s, CURL *easy) {
     curl_easy_cleanup(easy);
 }
 
+void or_session_take_body(or_session *s, or_buffer *b) {
+  if (b->data == NULL && s->spare_body.data != NULL) {
+    *b = s->spare_body;
+    or_buffer_init(&s->spare_body);
+  }
+}
+
+void or_session_give_body(or_session *s, or_buffer *b) {
+  if (!s->closed && s->spare_body.data == NULL && b->cap <= OR_SPARE_BODY_MAX) {
+    or_buffer_clear(b);
+    s->spare_body = *b;
+    or_buffer_init(b);
+  } else {
+    or_buffer_free(b);
+  }
+}
+
 double or_session_jitter(or_session *s) {
   /* xorshift64*: plenty for spreading retries, and no shared state */
   unsigned long long x = s->rng;
@@ -85,6 +102,7 @@ static void session_free(lua_State *L, or_session *s) {
       s->request_headers[post][stream] = NULL;
     }
   while (s->easy_count > 0) curl_easy_cleanup(s->easy_pool[--s->easy_count]);
+  or_buffer_free(&s->spare_body);
   if (s->multi) curl_multi_cleanup(s->multi);
   s->multi = NULL;
   or_slist_free_secure(s->headers);
@@ -182,6 +200,7 @@ int or_session_new(lua_State *L) {
   s = (or_session *)lua_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
   or_buffer_init(&s->api_key);
+  or_buffer_init(&s->spare_body);
   s->closed = 1;  /* until fully built: __gc then frees what exists */
   s->ref_decode = LUA_NOREF;
   luaL_getmetatable(L, OR_SESSION_MT);

@@ -12,6 +12,7 @@
 */
 #include "openrouter.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define is_null(L, idx) or_is_null(L, idx)
@@ -43,14 +44,90 @@ static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
 
 /* The assembler keeps its state in array slots: cheaper than named fields
 ** for something done once per chunk. */
-enum { ACC_FIRST = 1, ACC_LAST, ACC_CHOICES, ACC_USAGE };
-/* A choice's content parts sit in slot 1 of its state, for the same reason. */
-enum { CHOICE_CONTENT = 1 };
+enum { ACC_FIRST = 1, ACC_LAST, ACC_CHOICES, ACC_USAGE, ACC_KEYS };
+/* A choice's text parts sit in its first slots, for the same reason; a tool
+** call's arguments in slot 1 of its state. */
+enum { CHOICE_CONTENT = 1, CHOICE_REASONING, CHOICE_REFUSAL, CHOICE_TEXT };
+enum { TOOL_ARGUMENTS = 1 };
+
+/* The keys read from every chunk, as ready Lua strings: a lookup with one skips
+** interning the C string (LuaJIT's lua_getfield hashes it on every call). */
+enum { K_USAGE = 1, K_CHOICES, K_ERROR, K_INDEX, K_DELTA, K_FINISH_REASON, K_TEXT, K_COUNT };
+static const char *const key_names[K_COUNT] = {
+  NULL, "usage", "choices", "error", "index", "delta", "finish_reason", "text"
+};
+#define OR_STREAM_KEYS "openrouter.stream_keys"
+
+/* Pushes t[key]; t must be a table. */
+static void get_key(lua_State *L, int t, int keys, int key) {
+  lua_rawgeti(L, keys, key);
+  lua_rawget(L, t);
+}
 
 void or_stream_new_acc(lua_State *L) {
-  lua_createtable(L, 4, 0);
+  lua_createtable(L, ACC_KEYS, 0);
   lua_newtable(L);
   lua_rawseti(L, -2, ACC_CHOICES);
+  lua_getfield(L, LUA_REGISTRYINDEX, OR_STREAM_KEYS);
+  if (!lua_istable(L, -1)) {
+    int i;
+    lua_pop(L, 1);
+    lua_createtable(L, K_COUNT, 0);
+    for (i = 1; i < K_COUNT; i++) {
+      lua_pushstring(L, key_names[i]);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, OR_STREAM_KEYS);
+  }
+  lua_rawseti(L, -2, ACC_KEYS);
+}
+
+/* ---- text parts: the pieces of a streamed text, joined at the end ----
+** One growing byte block per text (a userdata, so the garbage collector owns
+** it on every path): appending copies the piece's bytes, where a list of
+** pieces would keep thousands of strings alive for the collector to walk. */
+
+typedef struct parts {
+  size_t len, cap;
+  char bytes[1];
+} parts;
+
+/* Appends the string at value to the parts in slot `slot` of owner. */
+static void parts_add(lua_State *L, int owner, int slot, int value) {
+  size_t n;
+  const char *s = lua_tolstring(L, value, &n);
+  parts *p;
+  lua_rawgeti(L, owner, slot);
+  p = (parts *)lua_touserdata(L, -1);
+  if (p == NULL || p->cap - p->len < n) {
+    size_t len = p ? p->len : 0, cap = p && p->cap > 64 ? p->cap : 64;
+    parts *grown;
+    while (cap - len < n) cap *= 2;
+    grown = (parts *)lua_newuserdata(L, offsetof(parts, bytes) + cap);
+    grown->len = len;
+    grown->cap = cap;
+    if (len) memcpy(grown->bytes, p->bytes, len);
+    lua_rawseti(L, owner, slot);
+    p = grown;
+  }
+  memcpy(p->bytes + p->len, s, n);
+  p->len += n;
+  lua_pop(L, 1);
+}
+
+/* Pushes the joined parts in slot `slot` of owner, or returns 0 when there are none. */
+static int push_parts(lua_State *L, int owner, int slot) {
+  const parts *p;
+  lua_rawgeti(L, owner, slot);
+  p = (const parts *)lua_touserdata(L, -1);
+  if (p == NULL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushlstring(L, p->bytes, p->len);
+  lua_remove(L, -2);
+  return 1;
 }
 
 /* Copies the top-level fields of chunk into res (not choices, usage, error, object). */
@@ -150,8 +227,8 @@ static void absorb_detail(lua_State *L, int details, int item) {
 
 /* Pushes the state kept for an indexed item (a choice, a tool call): slot
 ** `index + 1` of list, the item's `index` field or else its position. A new
-** state is { index = i } with an empty table under `sub` (slot 1 when sub is
-** NULL). Pushes nothing and returns 0 for an index out of range. */
+** state is { index = i }, with an empty table under `sub` when sub is given.
+** Pushes nothing and returns 0 for an index out of range. */
 static int push_slot(lua_State *L, int list, int item, int position, const char *sub) {
   int idx;
   lua_getfield(L, item, "index");
@@ -164,11 +241,10 @@ static int push_slot(lua_State *L, int list, int item, int position, const char 
     lua_newtable(L);
     lua_pushinteger(L, idx);
     lua_setfield(L, -2, "index");
-    lua_newtable(L);
-    if (sub)
+    if (sub) {
+      lua_newtable(L);
       lua_setfield(L, -2, sub);
-    else
-      lua_rawseti(L, -2, 1);
+    }
     lua_pushvalue(L, -1);
     lua_rawseti(L, list, idx + 1);
   }
@@ -178,7 +254,7 @@ static int push_slot(lua_State *L, int list, int item, int position, const char 
 static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
   int entry, fn;
   if (!lua_istable(L, tc)) return;
-  if (!push_slot(L, tools, tc, position, "arguments")) return;
+  if (!push_slot(L, tools, tc, position, NULL)) return;
   entry = lua_gettop(L);
   /* ids come on the first fragment; later ones may carry "" (treat as absent) */
   lua_getfield(L, tc, "id");
@@ -207,21 +283,9 @@ static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
       lua_pop(L, 1);
     }
     lua_getfield(L, fn, "arguments");
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      lua_getfield(L, entry, "arguments");
-      append(L, lua_gettop(L), lua_gettop(L) - 1);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) parts_add(L, entry, TOOL_ARGUMENTS, lua_gettop(L));
   }
   lua_settop(L, entry - 1);
-}
-
-/* Appends the string at value to the parts list c[field]. */
-static void append_value(lua_State *L, int c, const char *field, int value) {
-  subtable(L, c, field);
-  append(L, lua_gettop(L), value);
-  lua_pop(L, 1);
 }
 
 /* Applies each item of the list at idx with fn(L, target, item, position). */
@@ -257,13 +321,16 @@ static void absorb_delta(lua_State *L, int c, int delta) {
     const char *k = lua_type(L, value - 1) == LUA_TSTRING ? lua_tostring(L, value - 1) : "";
     if (t == LUA_TSTRING) {
       if (strcmp(k, "content") == 0) {
-        lua_rawgeti(L, c, CHOICE_CONTENT);
-        append(L, lua_gettop(L), value);
-      } else if (strcmp(k, "reasoning") == 0 || strcmp(k, "refusal") == 0) {
-        append_value(L, c, k, value);
+        parts_add(L, c, CHOICE_CONTENT, value);
+      } else if (strcmp(k, "reasoning") == 0) {
+        parts_add(L, c, CHOICE_REASONING, value);
+      } else if (strcmp(k, "refusal") == 0) {
+        parts_add(L, c, CHOICE_REFUSAL, value);
+      } else if (strcmp(k, "role") == 0) {
+        lua_pushvalue(L, value - 1);
+        lua_pushvalue(L, value);
+        lua_rawset(L, c);
       }
-      else if (strcmp(k, "role") == 0)
-        copy_if_set(L, c, delta, "role");
     } else if (t == LUA_TTABLE) {
       if (strcmp(k, "tool_calls") == 0)
         each_item(L, c, "tools", value, absorb_tool_call);
@@ -276,28 +343,30 @@ static void absorb_delta(lua_State *L, int c, int delta) {
   }
 }
 
-static void absorb_choice(lua_State *L, int choices, int choice, int position) {
+static void absorb_choice(lua_State *L, int choices, int choice, int position, int keys) {
   int c, top = lua_gettop(L);
   if (!push_slot(L, choices, choice, position, NULL)) return;
   c = lua_gettop(L);
   /* a choice carries index, delta, finish_reason, native_finish_reason, logprobs:
-  ** four lookups cost less than walking it */
-  lua_getfield(L, choice, "delta");
+  ** three lookups cost less than walking it */
+  get_key(L, choice, keys, K_DELTA);
   if (lua_istable(L, -1)) absorb_delta(L, c, lua_gettop(L));
-  lua_getfield(L, choice, "finish_reason");
+  get_key(L, choice, keys, K_FINISH_REASON);
   if (lua_type(L, -1) == LUA_TSTRING) {
     lua_setfield(L, c, "finish_reason");
     copy_if_set(L, c, choice, "native_finish_reason");
   }
-  lua_getfield(L, choice, "text");  /* legacy completions */
-  if (lua_type(L, -1) == LUA_TSTRING) append_value(L, c, "text", lua_gettop(L));
+  get_key(L, choice, keys, K_TEXT);  /* legacy completions */
+  if (lua_type(L, -1) == LUA_TSTRING) parts_add(L, c, CHOICE_TEXT, lua_gettop(L));
   lua_settop(L, top);
 }
 
-void or_stream_absorb(lua_State *L, int acc, int chunk) {
-  int top = lua_gettop(L);
+int or_stream_absorb(lua_State *L, int acc, int chunk) {
+  int top = lua_gettop(L), keys, failed;
   acc = or_absindex(L, acc);
   chunk = or_absindex(L, chunk);
+  lua_rawgeti(L, acc, ACC_KEYS);
+  keys = lua_gettop(L);
   /* top-level fields (id, model, provider ...) come from the first and the last
   ** chunk at the end, rather than being copied from every chunk */
   lua_rawgeti(L, acc, ACC_FIRST);
@@ -308,47 +377,26 @@ void or_stream_absorb(lua_State *L, int acc, int chunk) {
   lua_pop(L, 1);
   lua_pushvalue(L, chunk);
   lua_rawseti(L, acc, ACC_LAST);
-  lua_getfield(L, chunk, "usage");
+  get_key(L, chunk, keys, K_USAGE);
   if (lua_istable(L, -1))
     lua_rawseti(L, acc, ACC_USAGE);
   else
     lua_pop(L, 1);
-  lua_getfield(L, chunk, "choices");
+  get_key(L, chunk, keys, K_CHOICES);
   if (lua_istable(L, -1)) {
     int list = lua_gettop(L), i, n = (int)or_rawlen(L, list), choices;
     lua_rawgeti(L, acc, ACC_CHOICES);
     choices = lua_gettop(L);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, list, i);
-      if (lua_istable(L, -1)) absorb_choice(L, choices, lua_gettop(L), i - 1);
+      if (lua_istable(L, -1)) absorb_choice(L, choices, lua_gettop(L), i - 1, keys);
       lua_pop(L, 1);
     }
   }
+  get_key(L, chunk, keys, K_ERROR);
+  failed = lua_istable(L, -1);
   lua_settop(L, top);
-}
-
-/* Pushes the concatenation of the parts list at idx. */
-static void push_joined_list(lua_State *L, int list) {
-  luaL_Buffer b;
-  int i, n = (int)or_rawlen(L, list);
-  luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, list, i);
-    luaL_addvalue(&b);
-  }
-  luaL_pushresult(&b);
-}
-
-/* Pushes the concatenation of the parts list c[field], or returns 0. */
-static int push_joined(lua_State *L, int c, const char *field) {
-  lua_getfield(L, c, field);
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  push_joined_list(L, lua_gettop(L));
-  lua_remove(L, -2);
-  return 1;
+  return failed;
 }
 
 #define push_null(L) or_push_null(L)
@@ -393,7 +441,7 @@ static void push_tool_calls(lua_State *L, int tools) {
     lua_newtable(L);
     lua_getfield(L, entry, "name");
     lua_setfield(L, -2, "name");
-    push_joined(L, entry, "arguments");
+    if (!push_parts(L, entry, TOOL_ARGUMENTS)) lua_pushliteral(L, "");
     lua_setfield(L, -2, "arguments");
     lua_setfield(L, call, "function");
     lua_rawseti(L, list, i);
@@ -413,22 +461,15 @@ static void push_message(lua_State *L, int c) {
   lua_setfield(L, msg, "role");
   /* a tool-call reply carries content null when not streamed: the same here */
   lua_getfield(L, c, "tools");
-  lua_rawgeti(L, c, CHOICE_CONTENT);
-  if (or_rawlen(L, -1) == 0) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "");
-  } else {
-    push_joined_list(L, lua_gettop(L));
-    lua_remove(L, -2);
-  }
+  if (!push_parts(L, c, CHOICE_CONTENT)) lua_pushliteral(L, "");
   if (lua_istable(L, -2) && or_rawlen(L, -1) == 0) {
     lua_pop(L, 1);
     push_null(L);
   }
   lua_setfield(L, msg, "content");
   lua_pop(L, 1);
-  if (push_joined(L, c, "reasoning")) lua_setfield(L, msg, "reasoning");
-  if (push_joined(L, c, "refusal")) lua_setfield(L, msg, "refusal");
+  if (push_parts(L, c, CHOICE_REASONING)) lua_setfield(L, msg, "reasoning");
+  if (push_parts(L, c, CHOICE_REFUSAL)) lua_setfield(L, msg, "refusal");
   copy_if_set(L, msg, c, "reasoning_details");
   copy_if_set(L, msg, c, "annotations");
   lua_getfield(L, c, "tools");
@@ -470,9 +511,9 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
     lua_getfield(L, c, "index");
     lua_setfield(L, out, "index");
     if (action == OR_ACTION_COMPLETION) {
-      if (!push_joined(L, c, "text")) lua_pushliteral(L, "");
+      if (!push_parts(L, c, CHOICE_TEXT)) lua_pushliteral(L, "");
       lua_setfield(L, out, "text");
-      if (push_joined(L, c, "reasoning")) lua_setfield(L, out, "reasoning");
+      if (push_parts(L, c, CHOICE_REASONING)) lua_setfield(L, out, "reasoning");
     } else {
       push_message(L, c);
       lua_setfield(L, out, "message");
