@@ -156,6 +156,8 @@ typedef struct walk {
   int argn;
   int ctx;
   int array_mt;
+  /* markers put in the copy: the encoded text is rewritten only when there are some */
+  int empty_arrays, exact_numbers;
   /* the path to the current value, for error messages */
   int depth;
   int key_is_index[MAX_DEPTH + 1];
@@ -307,6 +309,7 @@ static void prepare(lua_State *L, int idx, walk *w) {
       case LUA_TTABLE:
         if (is_empty(L, val) && (is_array_key(L, key) || has_array_mt(L, val, w))) {
           lua_getfield(L, w->ctx, "empty_array");
+          w->empty_arrays++;
           replaced = 1;
         } else if (w->has_empty_object && is_empty(L, val)) {
           lua_getfield(L, w->ctx, "empty_object");  /* vim.json needs it for {} */
@@ -321,8 +324,10 @@ static void prepare(lua_State *L, int idx, walk *w) {
         lua_Number n = lua_tonumber(L, val);
         if (!or_isinteger(L, val) && (n != n || n - n != 0))
           raise_at(L, w, "cannot encode NaN or infinity as JSON");
-        if (w->short_precision && !or_isinteger(L, val) && push_exact_number(L, w->ctx, n))
+        if (w->short_precision && !or_isinteger(L, val) && push_exact_number(L, w->ctx, n)) {
+          w->exact_numbers++;
           replaced = 1;
+        }
         break;
       }
       case LUA_TSTRING:
@@ -375,6 +380,7 @@ void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
   top = lua_gettop(L);
   w.argn = argn;
   w.depth = 0;
+  w.empty_arrays = w.exact_numbers = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   w.ctx = lua_gettop(L);
   lua_getfield(L, w.ctx, "short_precision");
@@ -386,6 +392,7 @@ void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
   w.array_mt = lua_gettop(L);
   if (lua_istable(L, idx) && is_empty(L, idx) && has_array_mt(L, idx, &w)) {
     lua_getfield(L, w.ctx, "empty_array");
+    w.empty_arrays++;
   } else if (lua_istable(L, idx)) {
     prepare(L, idx, &w);
   } else {
@@ -406,15 +413,17 @@ void or_json_push_request(lua_State *L, int idx, int extra_stream, int argn) {
     const char *msg = lua_tostring(L, -1);
     luaL_argerror(L, argn, msg ? msg : "cannot encode as JSON");
   }
+  /* a long conversation is encoded on every turn: the text is scanned and copied
+  ** again only when the walk put markers in it */
   lua_getfield(L, w.ctx, "empty_array_json");
-  if (lua_isstring(L, -1)) {
+  if (w.empty_arrays > 0 && lua_isstring(L, -1)) {
     luaL_gsub(L, lua_tostring(L, -2), lua_tostring(L, -1), "[]");
     lua_remove(L, -2);
   } else {
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
   }
-  if (w.short_precision) unwrap_numbers(L, w.ctx);
+  if (w.exact_numbers > 0) unwrap_numbers(L, w.ctx);
   lua_replace(L, top + 1);
   lua_settop(L, top + 1);
 }
