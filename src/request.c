@@ -304,7 +304,7 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   chunk = lua_gettop(L);
   r->events++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
-  failed = or_stream_absorb(L, -1, chunk);
+  failed = or_stream_absorb(L, -1, chunk, r->events == 1);
   lua_pop(L, 1);
   if (r->ref_on_chunk != LUA_NOREF) {
     if (r->ref_pending != LUA_NOREF) {

@@ -226,13 +226,11 @@ static void absorb_detail(lua_State *L, int details, int item) {
 }
 
 /* Pushes the state kept for an indexed item (a choice, a tool call): slot
-** `index + 1` of list, the item's `index` field or else its position. A new
-** state is { index = i }, with an empty table under `sub` when sub is given.
-** Pushes nothing and returns 0 for an index out of range. */
-static int push_slot(lua_State *L, int list, int item, int position, const char *sub) {
-  int idx;
-  lua_getfield(L, item, "index");
-  idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
+** `index + 1` of list, the item's `index` field (on top, popped) or else its
+** position. A new state is { index = i }, with an empty table under `sub` when
+** sub is given. Pushes nothing and returns 0 for an index out of range. */
+static int push_slot_at(lua_State *L, int list, int position, const char *sub) {
+  int idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
   lua_pop(L, 1);
   if (idx < 0 || idx > 1000000) return 0;
   lua_rawgeti(L, list, idx + 1);
@@ -249,6 +247,11 @@ static int push_slot(lua_State *L, int list, int item, int position, const char 
     lua_rawseti(L, list, idx + 1);
   }
   return 1;
+}
+
+static int push_slot(lua_State *L, int list, int item, int position, const char *sub) {
+  lua_getfield(L, item, "index");
+  return push_slot_at(L, list, position, sub);
 }
 
 static void absorb_tool_call(lua_State *L, int tools, int tc, int position) {
@@ -345,7 +348,8 @@ static void absorb_delta(lua_State *L, int c, int delta) {
 
 static void absorb_choice(lua_State *L, int choices, int choice, int position, int keys) {
   int c, top = lua_gettop(L);
-  if (!push_slot(L, choices, choice, position, NULL)) return;
+  get_key(L, choice, keys, K_INDEX);
+  if (!push_slot_at(L, choices, position, NULL)) return;
   c = lua_gettop(L);
   /* a choice carries index, delta, finish_reason, native_finish_reason, logprobs:
   ** three lookups cost less than walking it */
@@ -361,7 +365,7 @@ static void absorb_choice(lua_State *L, int choices, int choice, int position, i
   lua_settop(L, top);
 }
 
-int or_stream_absorb(lua_State *L, int acc, int chunk) {
+int or_stream_absorb(lua_State *L, int acc, int chunk, int first) {
   int top = lua_gettop(L), keys, failed;
   acc = or_absindex(L, acc);
   chunk = or_absindex(L, chunk);
@@ -369,12 +373,10 @@ int or_stream_absorb(lua_State *L, int acc, int chunk) {
   keys = lua_gettop(L);
   /* top-level fields (id, model, provider ...) come from the first and the last
   ** chunk at the end, rather than being copied from every chunk */
-  lua_rawgeti(L, acc, ACC_FIRST);
-  if (lua_isnil(L, -1)) {
+  if (first) {
     lua_pushvalue(L, chunk);
     lua_rawseti(L, acc, ACC_FIRST);
   }
-  lua_pop(L, 1);
   lua_pushvalue(L, chunk);
   lua_rawseti(L, acc, ACC_LAST);
   get_key(L, chunk, keys, K_USAGE);
