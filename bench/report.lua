@@ -339,7 +339,7 @@ if next(others) then
   emit("## Other processes during the run")
   emit()
   emit(string.format("CPU time used by processes other than the benchmark's (and its nginx and "
-    .. "emulator) on the CPU the benchmark runs on (%d = all of it), during each workload of each round. "
+    .. "emulator) on the CPUs the benchmark uses (%d = all of them), during each workload of each round. "
     .. "Above %.2f (bold) the round is disturbed and left out of that workload's cells when "
     .. "they have quiet rounds.",
     tonumber(os.getenv("BENCH_CORES") or "") or 2, DISTURBED))

@@ -212,9 +212,9 @@ void or_actions_register(lua_State *L, int methods);
 /* ---- stream.c: chunks -> one response ---- */
 
 void or_stream_new_acc(lua_State *L);               /* pushes a fresh assembler */
-/* Absorbs one decoded chunk (`first`: the stream's first); returns whether it carries
-** an error object. May raise (memory). */
-int or_stream_absorb(lua_State *L, int acc, int chunk, int first);
+/* Absorbs one decoded chunk (`first`: the stream's first; `legacy`: a completion, whose
+** choices carry `text`); returns whether it carries an error object. May raise (memory). */
+int or_stream_absorb(lua_State *L, int acc, int chunk, int first, int legacy);
 /* Pushes the assembled response (or a partial one), shaped like a non-streamed one. */
 void or_stream_result(lua_State *L, int acc, or_action action);
 int or_stream_has_data(lua_State *L, int acc);

@@ -237,7 +237,7 @@ static int deliver(lua_State *L, or_request *r) {
     return 0;
   }
   r->delivered++;
-  r->last_delivery = or_monotonic();
+  if (r->ref_pending != LUA_NOREF) r->last_delivery = or_monotonic();  /* for coalescing only */
   if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
     lua_pop(L, 1);
     r->abort_reason = OR_ABORT_CANCELLED;
@@ -304,7 +304,7 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   chunk = lua_gettop(L);
   r->events++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
-  failed = or_stream_absorb(L, -1, chunk, r->events == 1);
+  failed = or_stream_absorb(L, -1, chunk, r->events == 1, r->action == OR_ACTION_COMPLETION);
   lua_pop(L, 1);
   if (r->ref_on_chunk != LUA_NOREF) {
     if (r->ref_pending != LUA_NOREF) {

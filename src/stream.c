@@ -346,7 +346,8 @@ static void absorb_delta(lua_State *L, int c, int delta) {
   }
 }
 
-static void absorb_choice(lua_State *L, int choices, int choice, int position, int keys) {
+static void absorb_choice(lua_State *L, int choices, int choice, int position, int keys,
+                          int legacy) {
   int c, top = lua_gettop(L);
   get_key(L, choice, keys, K_INDEX);
   if (!push_slot_at(L, choices, position, NULL)) return;
@@ -360,12 +361,14 @@ static void absorb_choice(lua_State *L, int choices, int choice, int position, i
     lua_setfield(L, c, "finish_reason");
     copy_if_set(L, c, choice, "native_finish_reason");
   }
-  get_key(L, choice, keys, K_TEXT);  /* legacy completions */
-  if (lua_type(L, -1) == LUA_TSTRING) parts_add(L, c, CHOICE_TEXT, lua_gettop(L));
+  if (legacy) {
+    get_key(L, choice, keys, K_TEXT);
+    if (lua_type(L, -1) == LUA_TSTRING) parts_add(L, c, CHOICE_TEXT, lua_gettop(L));
+  }
   lua_settop(L, top);
 }
 
-int or_stream_absorb(lua_State *L, int acc, int chunk, int first) {
+int or_stream_absorb(lua_State *L, int acc, int chunk, int first, int legacy) {
   int top = lua_gettop(L), keys, failed;
   acc = or_absindex(L, acc);
   chunk = or_absindex(L, chunk);
@@ -391,7 +394,7 @@ int or_stream_absorb(lua_State *L, int acc, int chunk, int first) {
     choices = lua_gettop(L);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, list, i);
-      if (lua_istable(L, -1)) absorb_choice(L, choices, lua_gettop(L), i - 1, keys);
+      if (lua_istable(L, -1)) absorb_choice(L, choices, lua_gettop(L), i - 1, keys, legacy);
       lua_pop(L, 1);
     }
   }
