@@ -234,6 +234,22 @@ describe("async", function()
       assert(client:chat_completion(chat()))
     end)
 
+    it("keeps a finished request's outcome after its client is collected", function()
+      -- the request outlives the client's memory: collecting it afterwards must not
+      -- touch the client (check-asan and check-valgrind run this)
+      local c = openrouter.new{ api_key = "sk-or-async-spec", base_url = emu.url }
+      local req = c:chat_completion_async(chat())
+      assert(req:wait())
+      c = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(req.done)
+      assert.are.equal("Echo: hi", req.result.choices[1].message.content)
+      req = nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+    end)
+
     it("close() on a running request cancels it and releases it", function()
       local kinds = {}
       local req = client:chat_completion_async(chat("emulator/stall"), {

@@ -84,7 +84,9 @@ void or_request_release_transfer(or_request *r) {
   r->headers = NULL;  /* the session's */
   free(r->url);
   r->url = NULL;
-  if (r->session)
+  /* held only until the request completes, when its session is alive: a done
+  ** request's session may be gone */
+  if (r->response.data && r->session)
     or_session_give_body(r->session, &r->response);
   else
     or_buffer_free(&r->response);

@@ -103,7 +103,10 @@ static void parts_add(lua_State *L, int owner, int slot, int value) {
   if (p == NULL || p->cap - p->len < n) {
     size_t len = p ? p->len : 0, cap = p && p->cap > 64 ? p->cap : 64;
     parts *grown;
-    while (cap - len < n) cap *= 2;
+    while (cap - len < n) {
+      if (cap > ((size_t)-1 - offsetof(parts, bytes)) / 2) luaL_error(L, "not enough memory");
+      cap *= 2;
+    }
     grown = (parts *)lua_newuserdata(L, offsetof(parts, bytes) + cap);
     grown->len = len;
     grown->cap = cap;
