@@ -501,8 +501,10 @@ void or_request_begin_attempt(lua_State *L, or_request *r) {
   or_sse_reset(&r->sse);
   or_unref(L, &r->ref_stash);
   or_unref(L, &r->ref_acc);
-  or_stream_new_acc(L);
-  r->ref_acc = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (r->stream) {  /* only a stream has chunks to assemble */
+    or_stream_new_acc(L);
+    r->ref_acc = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   if (r->ref_pending != LUA_NOREF) {
     lua_newtable(L);
     lua_rawseti(L, LUA_REGISTRYINDEX, r->ref_pending);
@@ -514,8 +516,9 @@ void or_request_begin_attempt(lua_State *L, or_request *r) {
 /* ---- outcome ---- */
 
 static void set_partial(lua_State *L, or_request *r, int err) {
+  if (!r->stream) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
-  if (r->stream && or_stream_has_data(L, -1)) {
+  if (or_stream_has_data(L, -1)) {
     or_stream_result(L, -1, r->action);
     lua_setfield(L, err, "partial");
   }
