@@ -2,6 +2,7 @@
 -- by client:poll(); request objects; callbacks and their errors; cancel, GC.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local socket = require("socket")
 
 describe("async", function()
@@ -24,9 +25,7 @@ describe("async", function()
     client:close()
   end)
 
-  local function chat(model, content)
-    return { model = model or "openai/gpt-4o-mini", messages = { { role = "user", content = content or "hi" } } }
-  end
+  local chat = requests.chat
 
   -- Polls until every request is done (with a wall-clock guard).
   local function drain(c, limit)

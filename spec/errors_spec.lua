@@ -4,6 +4,7 @@
 -- never leaking, and the client staying usable afterwards.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local socket = require("socket")
 
 local KEY = "sk-or-v1-SECRET-0123456789abcdef"
@@ -27,15 +28,10 @@ describe("errors", function()
   end)
 
   -- Retries are retry_spec's business: here every failure is reported after one attempt.
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = emu.url, max_retries = 0 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return openrouter.new(o)
-  end
-
-  local function chat(model, content)
-    return { model = model, messages = { { role = "user", content = content or "hi" } } }
-  end
+  local new_client = requests.client_factory(function()
+    return { api_key = KEY, base_url = emu.url, max_retries = 0 }
+  end)
+  local chat = requests.chat
 
   -- Every string reachable from `v` (keys and values, nested tables, metatables excluded).
   local function strings_in(v, out, seen)

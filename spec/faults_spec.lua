@@ -9,6 +9,7 @@
 -- reachable from it (partial and metadata included).
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local socket = require("socket")
 
 local KEY = "sk-or-v1-FAULTS-SECRET-7f3a9c1e5b42d08" -- distinctive: found nowhere else
@@ -76,9 +77,7 @@ local function assert_failed(res, err)
   end
 end
 
-local function chat(model, content)
-  return { model = model, messages = { { role = "user", content = content or "hi" } } }
-end
+local chat = requests.chat
 
 -- A port nobody listens on: bound by us, then released.
 local function closed_port()
@@ -104,11 +103,9 @@ describe("fault matrix", function()
   end)
 
   -- One attempt per request unless a test says otherwise, and a fast backoff when it does.
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = emu.url, max_retries = 0, retry_base_delay = 0.01 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return openrouter.new(o)
-  end
+  local new_client = requests.client_factory(function()
+    return { api_key = KEY, base_url = emu.url, max_retries = 0, retry_base_delay = 0.01 }
+  end)
 
   -- Runs one chat request blocking, or async driven by a poll loop, streamed when `stream`.
   -- Returns res, err, the texts handed to the chunk callback (nil when not streamed), the

@@ -6,13 +6,14 @@
 -- covers 127.0.0.1.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local proxy = require("spec.support.proxy")
 local tls = require("spec.support.tls")
 local spawn = require("spec.support.spawn")
 local socket = require("socket")
 
 local KEY = "sk-or-v1-proxy-spec-0123456789abcdef"
-local NONE = {} -- in new_client / tls_client options: leave this option out
+local NONE = requests.NONE -- in new_client / tls_client options: leave this option out
 
 describe("proxy", function()
   local emu, front, px, clients
@@ -38,15 +39,9 @@ describe("proxy", function()
     for _, c in ipairs(clients) do c:close() end
   end)
 
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = emu.url, proxy = px.url, retry_base_delay = 0.01 }
-    for k, v in pairs(opts or {}) do
-      if v == NONE then o[k] = nil else o[k] = v end
-    end
-    local c = openrouter.new(o)
-    clients[#clients + 1] = c
-    return c
-  end
+  local new_client = requests.client_factory(function()
+    return { api_key = KEY, base_url = emu.url, proxy = px.url, retry_base_delay = 0.01 }
+  end, function(c) clients[#clients + 1] = c end)
 
   local function hi(content)
     return { model = "openai/gpt-4o-mini", messages = { { role = "user", content = content or "Hi" } } }
@@ -190,7 +185,6 @@ describe("proxy", function()
     local function tls_client(opts)
       local o = { base_url = front.url, ca_file = front.ca_file }
       for k, v in pairs(opts or {}) do o[k] = v end
-      if o.ca_file == NONE then o.ca_file = nil end
       return new_client(o)
     end
 

@@ -3,6 +3,7 @@
 -- each test counts the requests it recorded for the test's model.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local socket = require("socket")
 
 local KEY = "sk-or-v1-retry-spec-0123456789"
@@ -23,15 +24,10 @@ describe("retries", function()
   end)
 
   -- A fast backoff by default; tests override what they need.
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    return openrouter.new(o)
-  end
-
-  local function chat(model, content)
-    return { model = model, messages = { { role = "user", content = content or "hi" } } }
-  end
+  local new_client = requests.client_factory(function()
+    return { api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
+  end)
+  local chat = requests.chat
 
   -- How many inference requests the emulator received for `model`.
   local function requests_for(model)

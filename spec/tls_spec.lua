@@ -4,6 +4,7 @@
 -- never the default.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
+local requests = require("spec.support.requests")
 local tls = require("spec.support.tls")
 local spawn = require("spec.support.spawn")
 local socket = require("socket")
@@ -32,13 +33,9 @@ describe("TLS", function()
     for _, c in ipairs(clients) do c:close() end
   end)
 
-  local function new_client(opts)
-    local o = { api_key = KEY, base_url = front.url, retry_base_delay = 0.01 }
-    for k, v in pairs(opts or {}) do o[k] = v end
-    local c = openrouter.new(o)
-    clients[#clients + 1] = c
-    return c
-  end
+  local new_client = requests.client_factory(function()
+    return { api_key = KEY, base_url = front.url, retry_base_delay = 0.01 }
+  end, function(c) clients[#clients + 1] = c end)
 
   local function hi(content)
     return { model = "openai/gpt-4o-mini", messages = { { role = "user", content = content or "Hi" } } }
