@@ -7,8 +7,9 @@
 **   req:cancel()  -> on_done gets err.kind == "cancelled"
 **   req:close()   cancels if needed and releases everything now
 **
-** A request object that is garbage-collected while running is cancelled
-** (without on_done: nothing holds it any more).
+** A request in flight keeps its object alive (fire and forget works): the
+** object is collectable once the request is done, and its __gc frees the
+** request. doc/design.md, "Who owns what".
 */
 #include "openrouter.h"
 
@@ -18,17 +19,15 @@ static or_handle *check_handle(lua_State *L, int idx) {
   return (or_handle *)luaL_checkudata(L, idx, OR_REQUEST_MT);
 }
 
-/* Binds r to the request object at idx, and lists it so that the session
-** can find the object (weakly) from r. */
+/* Binds r to the request object at idx. Until r is done, r keeps the object
+** alive (ref_object): dropping the object neither cancels the request nor
+** skips its on_done. h->r is set first, so that a raise in luaL_ref leaves r
+** to the object's __gc. */
 static void attach(lua_State *L, int idx, or_handle *h, or_request *r) {
-  idx = or_absindex(L, idx);
   h->r = r;
   r->handle = h;
-  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
-  lua_pushlightuserdata(L, r);
   lua_pushvalue(L, idx);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+  r->ref_object = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 or_handle *or_handle_push(lua_State *L, or_request *r) {
@@ -40,38 +39,34 @@ or_handle *or_handle_push(lua_State *L, or_request *r) {
   return h;
 }
 
-/* Detaches r from its object; frees it when it is done, else leaves it to
-** the session's next round (which cancels it). */
+/* Unbinds r from its object and frees it. Only for a done request (or one
+** that never started): a request in flight holds its object, so its object
+** is not released before it is done. */
 static void release(lua_State *L, or_handle *h) {
   or_request *r = h->r;
   if (r == NULL) return;
   h->r = NULL;
   r->handle = NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
-  lua_pushlightuserdata(L, r);
-  lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
-  if (r->state == OR_STATE_DONE || r->session == NULL) {
-    or_request_free(L, r);
-  } else {
-    r->cancel_requested = 1;
-  }
+  or_request_free(L, r);
 }
 
+/* Finalizing a request object that is not done happens only at lua_close
+** (or when __gc is called by hand): the request goes, quietly. Inside a
+** round the request is only marked: the round's sweep completes and frees it.
+** Any finalizer order holds: a client finalized first has already detached
+** its requests (session NULL), and a client finalized later no longer lists r. */
 static int handle_gc(lua_State *L) {
   or_handle *h = check_handle(L, 1);
   or_request *r = h->r;
   if (r == NULL) return 0;
-  or_unref(L, &r->ref_on_done);  /* nobody is left to tell */
-  if (r->session && r->state != OR_STATE_DONE && !r->session->in_perform &&
-      !r->session->in_round) {
+  if (r->session && r->state != OR_STATE_DONE) {
+    or_unref(L, &r->ref_on_done);  /* nobody is left to tell */
     h->r = NULL;
     r->handle = NULL;
-    or_multi_cancel(L, r);  /* completes and frees it: no object holds it */
+    or_multi_discard(L, r);
     return 0;
   }
-  release(L, h);  /* inside a round the mark is enough: the round frees it */
+  release(L, h);
   return 0;
 }
 
@@ -193,13 +188,6 @@ int or_handle_open(lua_State *L) {
   lua_pushcclosure(L, handle_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  /* request -> object, weak: the session finds an object without keeping it alive */
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, OR_LIVE);
   return 0;
 }
 

@@ -45,22 +45,16 @@ void or_multi_enqueue(lua_State *L, or_session *s, or_request *r) {
 
 /* ---- completion ---- */
 
-/* Pushes the Lua object of r, or nothing (returns 0) when it was collected. */
-static int push_object(lua_State *L, or_request *r) {
-  if (r->handle == NULL) return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, OR_LIVE);
-  lua_pushlightuserdata(L, r);
-  lua_rawget(L, -2);
-  lua_remove(L, -2);
-  if (lua_isuserdata(L, -1)) return 1;
-  lua_pop(L, 1);
-  return 0;
-}
-
-/* The outcome (on top, popped) becomes r's; r leaves the active list and is
-** queued in the notify table for on_done (or freed, when nobody holds it). */
+/* The outcome (on top, popped) becomes r's. r leaves the active list and lets
+** go of its client and its object: the object moves to the notify table (on
+** the stack, so it lives until its on_done ran), or, when the object is
+** already gone, r is freed. From here on r never touches its session. */
 static void complete(lua_State *L, or_session *s, or_request *r, or_outcome out, int notify) {
   int value = lua_gettop(L);
+  if (r->handle != NULL && !lua_istable(L, notify)) {
+    lua_newtable(L);  /* made when first needed: most rounds finish nothing */
+    lua_replace(L, notify);
+  }
   if (out == OR_OUT_RESULT) {
     lua_pushvalue(L, value);
     r->ref_result = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -83,20 +77,19 @@ static void complete(lua_State *L, or_session *s, or_request *r, or_outcome out,
   r->state = OR_STATE_DONE;
   or_request_release_transfer(r);
   unlink_active(s, r);
+  r->session = NULL;
   or_unref(L, &r->ref_client);
   or_unref(L, &r->ref_acc);
   or_unref(L, &r->ref_pending);
   or_unref(L, &r->ref_stash);
-  if (push_object(L, r)) {
-    if (!lua_istable(L, notify)) {  /* created when first needed: most rounds finish nothing */
-      lua_newtable(L);
-      lua_replace(L, notify);
-    }
-    lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
-  } else {
-    r->handle = NULL;
+  if (r->handle == NULL) {
     or_request_free(L, r);
+    return;
   }
+  /* no allocation between here and the unref: the object always lands in the table */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_object);
+  lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
+  or_unref(L, &r->ref_object);
 }
 
 static void finish(lua_State *L, or_session *s, or_request *r, CURLcode rc, int notify) {
@@ -222,6 +215,9 @@ static void reap(lua_State *L, or_session *s, int notify) {
     curl_multi_remove_handle(s->multi, easy);  /* msg is invalid from here */
     if (r == NULL) continue;
     r->in_multi = 0;
+    /* cancelled by a callback of this round after its last byte came: cancel() said
+    ** true, so the request ends cancelled */
+    if (r->cancel_requested && r->abort_reason == OR_ABORT_NONE) r->abort_reason = OR_ABORT_CANCELLED;
     finish(L, s, r, rc, notify);
   }
 }
@@ -233,13 +229,7 @@ static void sweep(lua_State *L, or_session *s, int notify) {
   for (r = s->first; r; r = next) {
     next = r->next;
     if (r->cancel_requested) {
-      if (r->handle == NULL && r->state != OR_STATE_RUNNING) {
-        /* collected while queued or waiting: nobody to tell */
-        unlink_active(s, r);
-        or_request_free(L, r);
-      } else {
-        complete_cancelled(L, s, r, notify);
-      }
+      complete_cancelled(L, s, r, notify);
       continue;
     }
     if (r->state != OR_STATE_RUNNING) continue;
@@ -331,6 +321,19 @@ void or_multi_cancel(lua_State *L, or_request *r) {
   lua_pop(L, 1);
 }
 
+/* Ends r at once without calling Lua: its object was finalized (lua_close, or
+** __gc called by hand). Inside a round only the mark is set: the sweep
+** completes it and, with no object left, frees it. */
+void or_multi_discard(lua_State *L, or_request *r) {
+  or_session *s = r->session;
+  r->cancel_requested = 1;
+  if (s->in_perform || s->in_round) return;
+  or_request_release_transfer(r);
+  unlink_active(s, r);
+  r->session = NULL;
+  or_request_free(L, r);
+}
+
 void or_multi_cancel_all(lua_State *L, or_session *s, int notify) {
   or_request *r, *next;
   s->L = L;
@@ -339,11 +342,14 @@ void or_multi_cancel_all(lua_State *L, or_session *s, int notify) {
     if (notify) {
       complete_cancelled(L, s, r, notify);
     } else {
-      /* the client is being collected (lua_close): detach without calling Lua */
+      /* the client is finalized (lua_close): detach without calling Lua; each
+      ** object, finalized before or after, frees its own request */
       or_request_release_transfer(r);
       unlink_active(s, r);
       r->state = OR_STATE_DONE;
       r->session = NULL;
+      or_unref(L, &r->ref_client);
+      or_unref(L, &r->ref_object);
       if (r->handle == NULL) or_request_free(L, r);
     }
   }

@@ -16,7 +16,6 @@
 /* Registry keys (per lua_State, not C globals). */
 #define OR_SESSION_MT "openrouter.session"
 #define OR_REQUEST_MT "openrouter.request"
-#define OR_LIVE "openrouter.live_requests" /* weak: lightuserdata(request) -> object */
 #define OR_ERROR_MT "openrouter.error"
 #define OR_ARRAY_MT "openrouter.array"
 #define OR_CONTEXT "openrouter.core.context" /* table: encode, decode, empty_array */
@@ -109,15 +108,17 @@ typedef struct or_handle {
   or_request *r;           /* NULL once released */
 } or_handle;
 
-/* Requests live in C memory: a Lua request object (or_handle) points to one,
-** and the session's active list links the unfinished ones. A request is
-** freed once it is done (or detached from a closed session) and its Lua
-** object is gone. */
+/* Requests live in C memory, owned by their Lua request object (or_handle),
+** whose __gc frees them. While a request is not done it is a root, as an
+** active libuv handle is: ref_object keeps its object (and so the request)
+** alive, ref_client its client, and the session's active list links it.
+** Completion drops both refs and the session pointer, so a done request
+** depends on nothing but its object. doc/design.md, "Who owns what". */
 struct or_request {
-  or_session *session;     /* NULL once the session is gone */
+  or_session *session;     /* NULL once done: a done request never touches its client */
   or_request *prev, *next; /* the session's active list */
   int linked;              /* in that list */
-  or_handle *handle;       /* NULL once the Lua object was collected */
+  or_handle *handle;       /* NULL once the Lua object was finalized or closed */
   or_state state;
   CURL *easy;
   struct curl_slist *headers; /* the session's, for this kind of request */
@@ -159,7 +160,8 @@ struct or_request {
   int ref_on_chunk;
   int ref_on_done;
   int ref_on_response;
-  int ref_client;          /* keeps the client alive while the request is */
+  int ref_client;          /* keeps the client alive while the request is not done */
+  int ref_object;          /* keeps the request object alive while it is not done */
   int ref_acc;             /* the stream assembler state */
   int ref_pending;         /* chunks held back by coalesce */
   int ref_stash;           /* raised callback error, or the stream's error chunk */
@@ -194,6 +196,8 @@ void or_multi_notify(lua_State *L, int notify); /* on_done of the requests liste
 /* Cancels r (not inside a curl callback): on_done runs now. */
 void or_multi_cancel(lua_State *L, or_request *r);
 /* The session is closing: every unfinished request is cancelled. notify: call on_done. */
+/* Ends r quietly (no on_done): its object is gone. */
+void or_multi_discard(lua_State *L, or_request *r);
 void or_multi_cancel_all(lua_State *L, or_session *s, int notify);
 
 /* ---- handle.c: Lua request objects and the actions ---- */

@@ -51,6 +51,7 @@ or_request *or_request_new(lua_State *L, or_session *s, or_action action, const 
   r->ref_on_chunk = r->ref_on_done = r->ref_on_response = r->ref_client = LUA_NOREF;
   r->ref_acc = r->ref_pending = r->ref_stash = LUA_NOREF;
   r->ref_result = r->ref_error = r->ref_raise = LUA_NOREF;
+  r->ref_object = LUA_NOREF;
   r->ref_body = body_ref;
   r->body = json;
   r->body_len = jlen;
@@ -104,6 +105,7 @@ void or_request_free(lua_State *L, or_request *r) {
   or_unref(L, &r->ref_client);
   or_unref(L, &r->ref_acc);
   or_unref(L, &r->ref_pending);
+  or_unref(L, &r->ref_object);
   or_unref(L, &r->ref_stash);
   or_unref(L, &r->ref_result);
   or_unref(L, &r->ref_error);
@@ -240,7 +242,8 @@ static int deliver(lua_State *L, or_request *r) {
   }
   r->delivered++;
   if (r->ref_pending != LUA_NOREF) r->last_delivery = or_monotonic();  /* for coalescing only */
-  if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+  /* false, or req:cancel() called from inside the callback: nothing more is delivered */
+  if ((lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) || r->cancel_requested) {
     lua_pop(L, 1);
     r->abort_reason = OR_ABORT_CANCELLED;
     return 0;
@@ -289,6 +292,10 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   if (r->done_seen) return 0;
   if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
     r->done_seen = 1;
+  if (r->cancel_requested) {  /* cancelled from another request's callback */
+    r->abort_reason = OR_ABORT_CANCELLED;
+    return 1;
+  }
     return 0;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->session->ref_decode);
