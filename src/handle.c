@@ -101,7 +101,10 @@ static int push_outcome(lua_State *L, or_request *r) {
     return 1;
   }
   lua_pushnil(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_error);
+  if (r->ref_error == LUA_NOREF)  /* detached by its client's finalizer */
+    or_error_new(L, "cancelled", "the client was closed");
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_error);
   return 2;
 }
 
