@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora fuzz/corpus/sse/ and fuzz/corpus/errmap/ (run by hand when the
-seeds change; the files are committed). Every seed is an 8-byte header followed by the
-payload; the header layouts are described at the top of fuzz_sse.c and fuzz_errmap.c."""
+"""Writes the seed corpora fuzz/corpus/sse/, fuzz/corpus/errmap/ and fuzz/corpus/stream_lua/
+(run by hand when the seeds change; the files are committed). Every seed is an 8-byte header
+followed by the payload; the header layouts are described at the top of fuzz_sse.c,
+fuzz_errmap.c and fuzz_stream_lua.c."""
 import os
 import struct
 
@@ -161,3 +162,211 @@ em = {
 }
 for name, (hdr, body) in em.items():
     write("errmap", name, hdr + body)
+
+
+# ---- stream_lua: whole OpenRouter streams and bodies, shaped like the emulator's
+# (spec/support/emulator.lua), through the stream assembly and the error objects ----
+
+KEY = "sk-or-v1-fuzz-0123456789abcdef"  # the key fuzz_stream_lua scrubs errors of
+
+# byte 0 flags (fuzz_stream_lua.c): 0x01 body, 0x02 legacy, 0x04/0x08/0x0c coalesce 1/2/5,
+# 0x10 raw splits, 0x20 heap budget (byte 1 KiB), 0x40 small max_event_bytes, 0x80 cancel
+def sl_header(flags=0, param=0, cancel=0, splits=(40, 90, 140, 200, 250)):
+    return bytes([flags, param, cancel]) + bytes(splits)
+
+
+def body_header(flags=0, status_index=0, retry_after=None):
+    return bytes([0x01 | flags, 0, 0, status_index, 0 if retry_after is None else 128 + retry_after,
+                  0, 0, 0])
+
+
+# indexes into fuzz_stream_lua.c's statuses[]
+ST = {200: 0, 201: 1, 400: 2, 401: 3, 402: 4, 403: 5, 404: 6, 408: 7, 413: 8, 422: 9, 429: 10,
+      500: 11, 502: 12, 503: 13, 504: 14, 524: 15, 529: 16, 302: 17}
+
+
+def env(choices, extra=""):
+    return ('{"id":"gen-1740000000-AbCdEf123","object":"chat.completion.chunk","created":1740000000,'
+            '"model":"openai/gpt-4o-mini","provider":"Emulator","system_fingerprint":"fp_emulator",'
+            '"choices":%s%s}' % (choices, extra))
+
+
+def ch(delta, finish="null", index=0):
+    return ('{"index":%s,"delta":%s,"finish_reason":%s,"native_finish_reason":%s,"logprobs":null}'
+            % (index, delta, finish, finish))
+
+
+def sse(*events, done=True):
+    out = ": OPENROUTER PROCESSING\n\n"
+    for e in events:
+        out += "data: " + e + "\n\n"
+    if done:
+        out += "data: [DONE]\n\n"
+    return out.encode()
+
+
+FULL_USAGE = (',"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9,"cost":0.0000031,'
+              '"is_byok":false,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
+              '"completion_tokens_details":{"reasoning_tokens":0,"image_tokens":0},'
+              '"cost_details":{"upstream_inference_cost":null}}')
+
+opening = env("[" + ch('{"role":"assistant","content":""}') + "]")
+finish_stop = env("[" + ch("{}", '"stop"') + "]")
+usage_only = env("[]", FULL_USAGE)
+
+echo = sse(opening, *(env("[" + ch('{"content":"%s"}' % w) + "]") for w in ["Echo:", " one", " two"]),
+           finish_stop, usage_only)
+
+tools = sse(opening,
+            env("[" + ch('{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":'
+                         '{"name":"get_weather","arguments":""}}]}') + "]"),
+            env("[" + ch('{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\":"}}]}') + "]"),
+            env("[" + ch('{"tool_calls":[{"index":0,"id":"","function":{"arguments":"\\"Paris\\"}"}}]}') + "]"),
+            env("[" + ch('{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":'
+                         '{"name":"get_time","arguments":""}}]}') + "]"),
+            env("[" + ch('{"tool_calls":[{"index":1,"id":"","type":"function","function":'
+                         '{"arguments":"{\\"tz\\":"}}]}') + "]"),
+            env("[" + ch('{"tool_calls":[{"index":1,"function":{"arguments":"\\"Europe/Paris\\"}"}}]}') + "]"),
+            env("[" + ch("{}", '"tool_calls"') + "]"), usage_only)
+
+RD = '{"type":"reasoning.text","text":"%s","index":0,"format":"anthropic-claude-v1"}'
+reasoning = sse(opening,
+                env("[" + ch('{"reasoning":"Thinking","reasoning_details":[' + RD % "Thinking" + ']}') + "]"),
+                env("[" + ch('{"reasoning":" about it.","reasoning_details":[' + RD % " about it." + ']}') + "]"),
+                env("[" + ch('{"reasoning_details":[{"type":"reasoning.text","text":"","signature":"sig-abc",'
+                             '"index":0,"format":"anthropic-claude-v1"}]}') + "]"),
+                env("[" + ch('{"reasoning_details":[{"type":"reasoning.encrypted","data":"ZW5j","index":1,'
+                             '"id":null,"format":"openai-responses-v1"},{"type":"reasoning.summary",'
+                             '"summary":"short","index":2}]}') + "]"),
+                env("[" + ch('{"content":"Answer"}') + "]"), finish_stop, usage_only)
+
+usage_on_choice = sse(opening, env("[" + ch('{"content":"Hi"}') + "]"),
+                      env("[" + ch("{}", '"stop"') + "]", FULL_USAGE))
+
+two_choices = sse(env("[" + ch('{"role":"assistant","content":"A"}', index=0) + ","
+                      + ch('{"role":"assistant","content":"B"}', index=1) + "]"),
+                  env("[" + ch('{"content":"a"}', index=1) + "]"),
+                  env("[" + ch('{"content":"b"}', '"length"', index=0) + ","
+                      + ch('{"refusal":"no"}', '"stop"', index=1) + "]"), usage_only)
+
+annotations = sse(opening, env("[" + ch('{"content":"See [1]","annotations":[{"type":"url_citation",'
+                                       '"url_citation":{"url":"https://example.invalid/","title":"x",'
+                                       '"start_index":4,"end_index":7}}]}') + "]"), finish_stop)
+
+legacy = sse('{"id":"gen-1","object":"text_completion","created":1,"model":"m","choices":'
+             '[{"index":0,"text":"Once","finish_reason":null}]}',
+             '{"id":"gen-1","object":"text_completion","created":1,"model":"m","choices":'
+             '[{"index":0,"text":" upon","reasoning":"r","finish_reason":"stop"}]}', usage_only)
+
+mid_error = sse(opening, env("[" + ch('{"content":"Partial"}') + "]"),
+                env("[" + ch('{"content":""}', '"error"') + "]",
+                    ',"error":{"code":"server_error","message":"Provider disconnected"}'), done=False)
+
+error_event = (b"event: error\ndata: " + (
+    '{"error":{"code":502,"message":"Provider returned error","metadata":{"provider_name":"OpenAI",'
+    '"raw":"{\\"error\\":{\\"message\\":\\"upstream said no, key %s\\"}}"}}}' % KEY).encode()
+    + b"\n\n")
+
+key_in_stream = sse(opening, env("[" + ch('{"content":"%s"}' % KEY) + "]"),
+                    env("[]", ',"error":{"code":400,"message":"bad Bearer %s","metadata":{"x":"%s",'
+                        '"%s":"as a key"}}' % (KEY, KEY, KEY)), done=False)
+
+# hostile numbers: indexes and codes no int holds (issue 11, defect 7), as regressions
+hostile = sse(env("[" + ch('{"content":"x"}', index="2147483648") + "]"),
+              env("[" + ch('{"content":"y"}', index="1e300") + "]"),
+              env("[" + ch('{"content":"z"}', index="NaN") + "]"),
+              env("[" + ch('{"content":"w"}', index="-1") + "]"),
+              env("[" + ch('{"tool_calls":[{"index":1e300,"function":{"arguments":"{}"}},'
+                           '{"index":-Infinity,"function":{"arguments":"{}"}},'
+                           '{"index":0.5,"function":{"arguments":"{}"}}]}', index="0.5") + "]"),
+              env("[" + ch('{"content":"v"}', index="1000000") + "]"),
+              env("[]", ',"error":{"code":NaN,"message":"nan code"}'), done=False)
+hostile_codes = [b'{"error":{"code":NaN,"message":"m"}}', b'{"error":{"code":1e300,"message":"m"}}',
+                 b'{"error":{"code":-9.3e18,"message":"m"}}', b'{"error":{"code":Infinity}}',
+                 b'{"error":{"code":9223372036854775807,"message":"m"}}']
+
+stream_seeds = {
+    "echo": (sl_header(), echo),
+    "echo_coalesce2": (sl_header(0x08), echo),
+    "echo_coalesce5_raw_splits": (sl_header(0x0c | 0x10, splits=(1, 7, 33, 34, 35)), echo),
+    "echo_cancel_2": (sl_header(0x80, cancel=2), echo),
+    "echo_budget_24k": (sl_header(0x20, 24), echo),
+    "echo_budget_40k_coalesce": (sl_header(0x20 | 0x04, 40), echo),
+    "echo_small_max_event": (sl_header(0x40, 8), echo),
+    "echo_crlf": (sl_header(), echo.replace(b"\n", b"\r\n")),
+    "tools": (sl_header(), tools),
+    "tools_coalesce2": (sl_header(0x08), tools),
+    "tools_budget": (sl_header(0x20, 48), tools),
+    "reasoning": (sl_header(), reasoning),
+    "reasoning_coalesce5": (sl_header(0x0c), reasoning),
+    "usage_on_choice": (sl_header(), usage_on_choice),
+    "two_choices": (sl_header(0x04), two_choices),
+    "annotations": (sl_header(), annotations),
+    "legacy": (sl_header(0x02), legacy),
+    "legacy_coalesce2": (sl_header(0x02 | 0x08), legacy),
+    "mid_stream_error": (sl_header(), mid_error),
+    "mid_stream_error_coalesce5": (sl_header(0x0c), mid_error),
+    "error_event_raw": (sl_header(), error_event),
+    "key_in_stream": (sl_header(), key_in_stream),
+    "hostile_numbers": (sl_header(), hostile),
+    "hostile_numbers_coalesce": (sl_header(0x04), hostile),
+    "not_json_event": (sl_header(), sse(opening, '{"choices":[{"delta":{"content":"x"}}', done=False)),
+    "array_event": (sl_header(), sse(opening, '[' + opening + ']')),
+    "no_events": (sl_header(), b": OPENROUTER PROCESSING\n\n"),
+    "deep_event": (sl_header(), sse(opening, '{"choices":' + "[" * 300 + "]" * 300 + "}")),
+}
+for name, (hdr, body) in stream_seeds.items():
+    write("stream_lua", name, hdr + body)
+
+reply = ('{"id":"gen-1740000000-AbCdEf123","object":"chat.completion","created":1740000000,'
+         '"model":"openai/gpt-4o-mini","provider":"Emulator","choices":[{"index":0,"message":'
+         '{"role":"assistant","content":null,"refusal":null,"reasoning":"Thinking about it.",'
+         '"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather",'
+         '"arguments":"{\\"city\\":\\"Paris\\"}"}}],"reasoning_details":[{"type":"reasoning.text",'
+         '"text":"Thinking about it.","signature":"sig-abc","id":null,"format":"anthropic-claude-v1",'
+         '"index":0}]},"finish_reason":"tool_calls","native_finish_reason":"tool_calls",'
+         '"logprobs":null}]' + FULL_USAGE + '}').encode()
+
+body_seeds = {
+    "reply_tools": (body_header(), reply),
+    "reply_exact_numbers": (body_header(), b'{"choices":[{"message":{"role":"assistant","content":"x",'
+                            b'"x":7.4999999999999993e-06,"y":[],"z":{},"w":0.1}}],"data":[1.5e-7]}'),
+    "models_data": (body_header(), b'{"data":[{"id":"openai/gpt-4o","pricing":{"prompt":"0.0000025"},'
+                    b'"supported_parameters":[],"context_length":128000}]}'),
+    "error_200": (body_header(), b'{"error":{"code":502,"message":"Provider returned error"}}'),
+    "provider_error_400": (body_header(0, ST[400]),
+                           ('{"error":{"code":400,"message":"Provider returned error","metadata":'
+                            '{"provider_name":"Anthropic","raw":"{\\"type\\":\\"error\\",\\"error\\":'
+                            '{\\"type\\":\\"invalid_request_error\\",\\"message\\":\\"bad key %s\\"}}"}}}'
+                            % KEY).encode()),
+    "raw_not_json_502": (body_header(0, ST[502]),
+                         b'{"error":{"code":502,"message":"x","metadata":{"raw":"<html>upstream\\n  down</html>"}}}'),
+    "capacity_429": (body_header(0, ST[429], 7),
+                     b'{"error":{"code":429,"message":"busy","availability":{"retry_after":1,'
+                     b'"retryable":true}}}'),
+    "not_retryable_503": (body_header(0, ST[503]),
+                          b'{"error":{"code":503,"message":"no","availability":{"retryable":false}}}'),
+    "moderation_403": (body_header(0, ST[403]),
+                       b'{"error":{"code":403,"message":"flagged","metadata":{"reasons":["x"],'
+                       b'"flagged_input":"...","provider_name":"OpenAI","error_type":"moderation"}}}'),
+    "string_code_500": (body_header(0, ST[500]), b'{"error":{"code":"server_error","message":"oops"}}'),
+    "no_message_404": (body_header(0, ST[404]), b'{"error":{"code":404}}'),
+    "nested_message_402": (body_header(0, ST[402]),
+                           b'{"error":{"code":402,"error":{"detail":{"msg":"pay up"}}}}'),
+    "html_502": (body_header(0, ST[502]),
+                 b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+                 b"</h1></center><hr><center>nginx</center></body></html>"),
+    "html_key_title": (body_header(0, ST[524]), ("<title>oops %s</title>" % KEY).encode()),
+    "key_everywhere_401": (body_header(0, ST[401]),
+                           ('{"error":{"code":401,"message":"bad Bearer %s","metadata":{"x":"pre %s",'
+                            '"%s":"as a key","headers":{"authorization":"Bearer %s"}}}}'
+                            % (KEY, KEY, KEY, KEY)).encode()),
+    "malformed_500": (body_header(0, ST[500]), b'{"error":{"code":500,"mess'),
+    "empty_200": (body_header(), b""),
+    "array_200": (body_header(), b'[{"choices":[]}]'),
+    "deep_400": (body_header(0, ST[400]), b'{"error":' + b'{"error":' * 60 + b'"x"' + b"}" * 61),
+}
+for i, body in enumerate(hostile_codes):
+    body_seeds["hostile_code_%d" % i] = (body_header(0, ST[400 if i % 2 else 429], 3), body)
+for name, (hdr, body) in body_seeds.items():
+    write("stream_lua", "body_" + name, hdr + body)

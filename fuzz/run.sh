@@ -21,6 +21,9 @@ for t in "$@"; do
   cp corpus/"$t"/* "$work"/
   dict=()
   [ -f "$t.dict" ] && dict=("-dict=$t.dict")
+  lsan=""
+  [ -f "$t.lsan" ] && lsan="suppressions=$PWD/$t.lsan:print_suppressions=0"
+  LSAN_OPTIONS="$lsan" \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
