@@ -771,7 +771,7 @@ describe("bad input", function()
           if name == "conversation" or name == "conversation_from_json" then
             return raise(true) -- written in Lua: any clear bad argument #1
           end
-          return raise(type_detail("openrouter.session", w))
+          return raise(type_detail("openrouter.client", w))
         end }
     end
 

@@ -1,12 +1,14 @@
 /*
-** The client's actions: argument checks, paths, and the blocking and async
-** entry points, all going through or_call (handle.c).
+** The client's actions as one table (bindings): each row says the method,
+** the path, what the argument after self is, and how the result is shaped;
+** one function serves every row, blocking and async (the way Lua's liolib
+** serves io.read and file:read from one g_read). client:request reaches any
+** endpoint through the same path. Adding an endpoint is one row and a spec.
 */
-#include "openrouter.h"
+#include "bindings.h"
 
 #include <string.h>
-
-/* ---- actions ---- */
+#include <strings.h>
 
 static int check_callback(lua_State *L, int idx) {
   int t = lua_type(L, idx);
@@ -66,13 +68,11 @@ static void push_query_value(lua_State *L, int query, const char *key) {
   }
 }
 
-/* Pushes "/models" with the query table at idx (0: none) as parameters. */
-static void push_models_path(lua_State *L, int query) {
-  int path;
-  lua_pushliteral(L, "/models");
-  path = lua_gettop(L);
+/* Replaces the path on top with it plus the query table at idx (0: none) as
+** parameters, keys sorted: the same query always makes the same URL. */
+static void add_query(lua_State *L, int query) {
+  int path = lua_gettop(L);
   if (query) {
-    /* sorted keys: the same query always makes the same URL */
     int keys, i, n = 0;
     lua_newtable(L);
     keys = lua_gettop(L);
@@ -119,40 +119,6 @@ static int check_opts(lua_State *L, int idx) {
   return idx;
 }
 
-/* client:get_models([query]): GET /models, query parameters passed through. */
-static int client_get_models(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  push_models_path(L, lua_istable(L, 2) ? 2 : 0);
-  return or_call(L, s, OR_ACTION_MODELS, lua_tostring(L, -1), 0, 0, 0);
-}
-
-/* client:get_models_async{ query =, on_done =, on_response = } -> request */
-static int client_get_models_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = check_opts(L, 2), query = 0;
-  lua_settop(L, opts);
-  lua_getfield(L, opts, "query");
-  if (!lua_isnil(L, -1)) {
-    if (!lua_istable(L, -1)) luaL_argerror(L, opts, "'query' must be a table");
-    query = lua_gettop(L);
-  }
-  push_models_path(L, query);
-  return or_call(L, s, OR_ACTION_MODELS, lua_tostring(L, -1), 0, 0, opts);
-}
-
-static int client_get_credits(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  return or_call(L, s, OR_ACTION_CREDITS, "/credits", 0, 0, 0);
-}
-
-static int client_get_credits_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = check_opts(L, 2);
-  return or_call(L, s, OR_ACTION_CREDITS, "/credits", 0, 0, opts);
-}
-
 static void check_prompt(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "prompt");
@@ -177,50 +143,6 @@ static void check_messages(lua_State *L) {
   }
   if (n == 0 || count != n) luaL_argerror(L, 2, "'messages' must be a non-empty sequence");
   lua_pop(L, 1);
-}
-
-static int client_completion(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int cb;
-  check_prompt(L);
-  cb = check_callback(L, 3);
-  return or_call(L, s, OR_ACTION_COMPLETION, "/completions", 2, cb, 0);
-}
-
-static int client_completion_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts;
-  check_prompt(L);
-  opts = check_opts(L, 3);
-  return or_call(L, s, OR_ACTION_COMPLETION, "/completions", 2, 0, opts);
-}
-
-static int client_chat_completion(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int cb;
-  check_messages(L);
-  cb = check_callback(L, 3);
-  return or_call(L, s, OR_ACTION_CHAT, "/chat/completions", 2, cb, 0);
-}
-
-static int client_chat_completion_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts;
-  check_messages(L);
-  opts = check_opts(L, 3);
-  return or_call(L, s, OR_ACTION_CHAT, "/chat/completions", 2, 0, opts);
-}
-
-/* client:get_key() -> the `data` of GET /key: limits and usage of the key. */
-static int client_get_key(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  return or_call(L, s, OR_ACTION_KEY, "/key", 0, 0, 0);
-}
-
-static int client_get_key_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = check_opts(L, 2);
-  return or_call(L, s, OR_ACTION_KEY, "/key", 0, 0, opts);
 }
 
 /* Pushes "/generation?id=<id>" for the id at idx (checked). */
@@ -248,53 +170,6 @@ static double generation_wait(lua_State *L, int opts) {
   return wait;
 }
 
-/* Sets the 404 deadline on the request object just pushed by or_call. */
-static void set_not_found_wait(lua_State *L, int object, double wait) {
-  or_handle *h = (or_handle *)luaL_checkudata(L, object, OR_REQUEST_MT);
-  if (h->r && wait > 0) h->r->not_found_until = h->r->started + wait;
-}
-
-/* client:get_generation(id [, { wait = seconds }]) -> the `data` of GET /generation.
-** A 404 is retried with backoff for `wait` seconds (default 5): stats are written
-** asynchronously after a completion. */
-static int client_get_generation(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = 0, path, object;
-  double wait;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    opts = 3;
-  }
-  wait = generation_wait(L, opts);
-  lua_settop(L, 3);
-  push_generation_path(L, 2);
-  path = lua_gettop(L);
-  /* an async request plus wait, so that the 404 deadline can be set in between */
-  lua_newtable(L);
-  object = lua_gettop(L) + 1;
-  or_call(L, s, OR_ACTION_GENERATION, lua_tostring(L, path), 0, 0, lua_gettop(L));
-  set_not_found_wait(L, object, wait);
-  lua_getfield(L, object, "wait");
-  lua_pushvalue(L, object);
-  lua_call(L, 1, 2);
-  lua_getfield(L, object, "close");
-  lua_pushvalue(L, object);
-  lua_call(L, 1, 0);
-  return 2;
-}
-
-/* client:get_generation_async(id, { wait =, on_done =, on_response = }) -> request */
-static int client_get_generation_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = check_opts(L, 3), object;
-  double wait = generation_wait(L, opts);
-  push_generation_path(L, 2);
-  object = lua_gettop(L) + 1;
-  or_call(L, s, OR_ACTION_GENERATION, lua_tostring(L, -1), 0, 0, opts);
-  set_not_found_wait(L, object, wait);
-  return 1;
-}
-
 /* Pushes "/models/<author>/<slug>/endpoints" for the model id at idx (checked). */
 static void push_endpoints_path(lua_State *L, int idx) {
   size_t len, i, slash = 0;
@@ -318,22 +193,6 @@ static void push_endpoints_path(lua_State *L, int idx) {
   lua_concat(L, 5);
 }
 
-/* client:get_model_endpoints("author/slug") -> the `data` of
-** GET /models/{author}/{slug}/endpoints: the model and its per-provider endpoints. */
-static int client_get_model_endpoints(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  lua_settop(L, 2);
-  push_endpoints_path(L, 2);
-  return or_call(L, s, OR_ACTION_ENDPOINTS, lua_tostring(L, -1), 0, 0, 0);
-}
-
-static int client_get_model_endpoints_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts = check_opts(L, 3);
-  push_endpoints_path(L, 2);
-  return or_call(L, s, OR_ACTION_ENDPOINTS, lua_tostring(L, -1), 0, 0, opts);
-}
-
 static void check_embeddings(lua_State *L) {
   int t;
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -355,46 +214,292 @@ static void check_embeddings(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* client:embeddings{ model =, input = "text" or { "a", "b" } } -> the decoded response. */
-static int client_embeddings(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  check_embeddings(L);
-  lua_settop(L, 2);
-  return or_call(L, s, OR_ACTION_EMBEDDINGS, "/embeddings", 2, 0, 0);
-}
 
-static int client_embeddings_async(lua_State *L) {
-  or_session *s = or_check_session(L, 1);
-  int opts;
-  check_embeddings(L);
-  opts = check_opts(L, 3);
-  return or_call(L, s, OR_ACTION_EMBEDDINGS, "/embeddings", 2, 0, opts);
-}
+/* ---- the table of actions ---- */
 
-static const luaL_Reg actions[] = {
-  {"get_key", client_get_key},
-  {"get_key_async", client_get_key_async},
-  {"get_generation", client_get_generation},
-  {"get_generation_async", client_get_generation_async},
-  {"get_model_endpoints", client_get_model_endpoints},
-  {"get_model_endpoints_async", client_get_model_endpoints_async},
-  {"embeddings", client_embeddings},
-  {"embeddings_async", client_embeddings_async},
-  {"get_models", client_get_models},
-  {"get_models_async", client_get_models_async},
-  {"get_credits", client_get_credits},
-  {"get_credits_async", client_get_credits_async},
-  {"completion", client_completion},
-  {"completion_async", client_completion_async},
-  {"chat_completion", client_chat_completion},
-  {"chat_completion_async", client_chat_completion_async},
-  {"poll", or_client_poll},
-  {NULL, NULL}
+/* What the argument after self is, and how it becomes the path or the body. */
+typedef enum {
+  ARG_NONE,          /* get_credits(), get_key() */
+  ARG_QUERY,         /* get_models([query]); async: opts.query */
+  ARG_GENERATION_ID, /* get_generation(id [, { wait = }]): 404 retried while stats are written */
+  ARG_MODEL_ID,      /* get_model_endpoints("author/slug") */
+  ARG_CHAT,          /* params with messages, [on_chunk] */
+  ARG_PROMPT,        /* params with prompt, [on_chunk] */
+  ARG_EMBEDDINGS     /* params with input */
+} arg_kind;
+
+typedef struct action {
+  const char *name;
+  or_method method;
+  const char *path;
+  arg_kind arg;
+  or_shape shape;
+  or_assembly assembly;
+} action;
+
+static const action actions[] = {
+  {"get_models", OR_GET, "/models", ARG_QUERY, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_credits", OR_GET, "/credits", ARG_NONE, OR_SHAPE_CREDITS, OR_ASSEMBLE_NONE},
+  {"get_key", OR_GET, "/key", ARG_NONE, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_generation", OR_GET, "/generation", ARG_GENERATION_ID, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_model_endpoints", OR_GET, "/models/{id}/endpoints", ARG_MODEL_ID, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"chat_completion", OR_POST, "/chat/completions", ARG_CHAT, OR_SHAPE_BODY, OR_ASSEMBLE_CHAT},
+  {"completion", OR_POST, "/completions", ARG_PROMPT, OR_SHAPE_BODY, OR_ASSEMBLE_COMPLETION},
+  {"embeddings", OR_POST, "/embeddings", ARG_EMBEDDINGS, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
 };
 
-/* Adds the actions to the client method table at idx. */
-void or_actions_register(lua_State *L, int methods) {
-  lua_pushvalue(L, methods);
-  or_setfuncs(L, actions, 0);
-  lua_pop(L, 1);
+/* Checks the argument at 2 and pushes the path; sets call->body for params. */
+static void action_path(lua_State *L, const action *a, or_call *call, int query) {
+  switch (a->arg) {
+    case ARG_QUERY:
+      lua_pushstring(L, a->path);
+      add_query(L, query);
+      break;
+    case ARG_GENERATION_ID:
+      push_generation_path(L, 2);
+      break;
+    case ARG_MODEL_ID:
+      push_endpoints_path(L, 2);
+      break;
+    case ARG_CHAT:
+    case ARG_PROMPT:
+    case ARG_EMBEDDINGS:
+      if (a->arg == ARG_CHAT) check_messages(L);
+      else if (a->arg == ARG_PROMPT) check_prompt(L);
+      else check_embeddings(L);
+      call->body = 2;
+      call->body_is_params = 1;
+      lua_pushstring(L, a->path);
+      break;
+    default:
+      lua_pushstring(L, a->path);
+  }
+  call->path = lua_tostring(L, -1);
+}
+
+/* Where the options of an async call are (and, blocking, a callback or the
+** query / wait table): argument 3 when the row takes an argument, else 2. */
+static int extra_arg(const action *a) {
+  return a->arg == ARG_NONE || a->arg == ARG_QUERY ? 2 : 3;
+}
+
+/* One function for every row: upvalue 1 is the row, upvalue 2 true for _async. */
+static int action_call(lua_State *L) {
+  const action *a = (const action *)lua_touserdata(L, lua_upvalueindex(1));
+  int async = lua_toboolean(L, lua_upvalueindex(2)), at = extra_arg(a);
+  int opts = 0, callback = 0, query = 0, extra;
+  double wait = 0;
+  or_call call;
+  or_client *c = or_check_client(L, 1);
+  memset(&call, 0, sizeof call);
+  call.method = a->method;
+  call.shape = a->shape;
+  call.assembly = a->assembly;
+  if (a->arg == ARG_CHAT || a->arg == ARG_PROMPT || a->arg == ARG_EMBEDDINGS) luaL_checktype(L, 2, LUA_TTABLE);
+  if (async) {
+    opts = check_opts(L, at);
+    lua_settop(L, opts);
+    extra = opts;
+  } else {
+    extra = lua_isnoneornil(L, at) ? 0 : at;
+    if (extra && (a->arg == ARG_QUERY || a->arg == ARG_GENERATION_ID)) luaL_checktype(L, extra, LUA_TTABLE);
+    lua_settop(L, at);
+  }
+  if (a->arg == ARG_QUERY && extra) {
+    if (async) {
+      lua_getfield(L, opts, "query");
+      if (!lua_isnil(L, -1) && !lua_istable(L, -1)) luaL_argerror(L, opts, "'query' must be a table");
+      query = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    } else {
+      query = extra;
+    }
+  }
+  if (a->arg == ARG_GENERATION_ID) wait = generation_wait(L, extra);
+  if (!async && (a->arg == ARG_CHAT || a->arg == ARG_PROMPT)) callback = check_callback(L, at);
+  action_path(L, a, &call, query);
+  return or_run(L, c, &call, callback, opts, wait);
+}
+
+/* ---- client:request: any endpoint ---- */
+
+static const char *const spec_fields[] = {"method", "path", "query", "body", "content_type",
+                                          "headers", "stream", NULL};
+static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+
+/* Raises unless spec (at 2) holds only known fields. */
+static void check_spec_fields(lua_State *L) {
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    int i, known = 0;
+    lua_pop(L, 1);
+    for (i = 0; spec_fields[i] && lua_type(L, -1) == LUA_TSTRING; i++)
+      known = known || strcmp(lua_tostring(L, -1), spec_fields[i]) == 0;
+    if (!known)
+      luaL_argerror(L, 2, lua_pushfstring(L, "unknown field '%s'", lua_type(L, -1) == LUA_TSTRING
+                                              ? lua_tostring(L, -1) : luaL_typename(L, -1)));
+  }
+}
+
+/* Whether s[0..n) is "." or "..", dots percent-encoded ("%2e") included. */
+static int is_dot_segment(const char *s, size_t n) {
+  size_t i = 0, dots = 0;
+  while (i < n) {
+    if (s[i] == '.') {
+      i++;
+    } else if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] | 32) == 'e') {
+      i += 3;
+    } else {
+      return 0;
+    }
+    dots++;
+  }
+  return dots == 1 || dots == 2;
+}
+
+/* spec.path: under base_url, starting with "/", no query or fragment, no dot
+** segments (the key must not travel to another path), no control characters. */
+static const char *check_path(lua_State *L) {
+  size_t len, i, seg = 1;
+  const char *p;
+  lua_getfield(L, 2, "path");
+  p = lua_tolstring(L, -1, &len);
+  if (lua_type(L, -1) != LUA_TSTRING || len == 0 || p[0] != '/' || len > 2048)
+    luaL_argerror(L, 2, "'path' must be a string starting with \"/\"");
+  for (i = 1; i <= len; i++) {
+    unsigned char ch = i < len ? (unsigned char)p[i] : '/';
+    if (ch == '/') {
+      if (i > seg && is_dot_segment(p + seg, i - seg))
+        luaL_argerror(L, 2, "'path' must not have \".\" or \"..\" segments");
+      seg = i + 1;
+    } else if (ch <= ' ' || ch == 0x7f || ch == '?' || ch == '#' || ch == '\\') {
+      luaL_argerror(L, 2, "'path' must not hold '?', '#', spaces or control characters (use 'query')");
+    }
+  }
+  return p;
+}
+
+/* spec.method (default GET, or POST with a body). */
+static or_method check_method(lua_State *L, int has_body) {
+  int i;
+  lua_getfield(L, 2, "method");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return has_body ? OR_POST : OR_GET;
+  }
+  for (i = 0; methods[i]; i++)
+    if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), methods[i]) == 0) {
+      lua_pop(L, 1);
+      if (has_body && i == OR_GET) luaL_argerror(L, 2, "a GET request has no 'body'");
+      return (or_method)i;
+    }
+  return (or_method)luaL_argerror(L, 2, "'method' must be \"GET\", \"POST\", \"PUT\", \"PATCH\" or \"DELETE\"");
+}
+
+/* A header value or content type: a string without line breaks or NUL. */
+static int is_header_value(lua_State *L, int idx) {
+  size_t len, i;
+  const char *v;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  v = lua_tolstring(L, idx, &len);
+  for (i = 0; i < len; i++)
+    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0') return 0;
+  return len <= 8192;
+}
+
+/* Names that frame the request or carry the key: the library sets them. */
+static const char *const reserved_headers[] = {"content-length", "transfer-encoding", "host",
+                                               "authorization", NULL};
+
+static void check_header_name(lua_State *L, int idx) {
+  size_t len, i;
+  const char *name = lua_tolstring(L, idx, &len);
+  if (lua_type(L, idx) != LUA_TSTRING || len == 0 || len > 256)
+    luaL_argerror(L, 2, "'headers' names must be strings");
+  for (i = 0; i < len; i++)
+    if (!strchr("!#$%&'*+-.^_`|~", name[i]) && !((name[i] | 32) >= 'a' && (name[i] | 32) <= 'z') &&
+        !(name[i] >= '0' && name[i] <= '9'))
+      luaL_argerror(L, 2, lua_pushfstring(L, "invalid header name '%s'", name));
+  for (i = 0; reserved_headers[i]; i++)
+    if (strlen(reserved_headers[i]) == len && strncasecmp(name, reserved_headers[i], len) == 0)
+      luaL_argerror(L, 2, lua_pushfstring(L, "header '%s' is set by the library", name));
+}
+
+/* spec.headers: pushed (a table of strings), or 0 when absent. */
+static int check_headers(lua_State *L) {
+  lua_getfield(L, 2, "headers");
+  if (lua_isnil(L, -1)) return 0;
+  if (!lua_istable(L, -1)) luaL_argerror(L, 2, "'headers' must be a table");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    check_header_name(L, -2);
+    if (!is_header_value(L, -1))
+      luaL_argerror(L, 2, lua_pushfstring(L, "header '%s' must be a string without line breaks",
+                                          lua_tostring(L, -2)));
+    lua_pop(L, 1);
+  }
+  return lua_gettop(L);
+}
+
+/* The body, content type, query and headers of spec at 2, into call. */
+static void check_spec(lua_State *L, or_call *call) {
+  int t, query;
+  check_spec_fields(L);
+  lua_getfield(L, 2, "body");
+  t = lua_type(L, -1);
+  if (t != LUA_TNIL && t != LUA_TTABLE && t != LUA_TSTRING)
+    luaL_argerror(L, 2, "'body' must be a table (sent as JSON) or a string");
+  call->body = t == LUA_TNIL ? 0 : lua_gettop(L);
+  lua_getfield(L, 2, "content_type");
+  if (!lua_isnil(L, -1)) {
+    if (t != LUA_TSTRING || !is_header_value(L, -1))
+      luaL_argerror(L, 2, "'content_type' must be a string, for a string 'body'");
+    call->content_type = lua_tostring(L, -1);
+  }
+  call->method = check_method(L, call->body != 0);
+  lua_getfield(L, 2, "stream");
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN) luaL_argerror(L, 2, "'stream' must be a boolean");
+  call->stream = lua_toboolean(L, -1);
+  call->headers = check_headers(L);
+  lua_getfield(L, 2, "query");
+  if (!lua_isnil(L, -1) && !lua_istable(L, -1)) luaL_argerror(L, 2, "'query' must be a table");
+  query = lua_istable(L, -1) ? lua_gettop(L) : 0;
+  check_path(L);
+  add_query(L, query);
+  call->path = lua_tostring(L, -1);
+}
+
+/* client:request(spec [, on_chunk]) and client:request_async(spec [, opts]). */
+static int request_call(lua_State *L) {
+  int async = lua_toboolean(L, lua_upvalueindex(1)), opts = 0, callback = 0;
+  or_call call;
+  or_client *c = or_check_client(L, 1);
+  memset(&call, 0, sizeof call);
+  call.shape = OR_SHAPE_ANY;
+  call.assembly = OR_ASSEMBLE_NONE;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  if (async) opts = check_opts(L, 3);
+  else callback = check_callback(L, 3);
+  lua_settop(L, 3);
+  check_spec(L, &call);
+  return or_run(L, c, &call, callback, opts, 0);
+}
+
+void or_actions_register(lua_State *L, int methods_idx) {
+  size_t i;
+  int async;
+  methods_idx = or_absindex(L, methods_idx);
+  for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
+    for (async = 0; async < 2; async++) {
+      lua_pushlightuserdata(L, (void *)&actions[i]);
+      lua_pushboolean(L, async);
+      lua_pushcclosure(L, action_call, 2);
+      lua_pushfstring(L, "%s%s", actions[i].name, async ? "_async" : "");
+      lua_insert(L, -2);
+      lua_rawset(L, methods_idx);
+    }
+  for (async = 0; async < 2; async++) {
+    lua_pushboolean(L, async);
+    lua_pushcclosure(L, request_call, 1);
+    lua_setfield(L, methods_idx, async ? "request_async" : "request");
+  }
 }

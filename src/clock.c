@@ -2,7 +2,7 @@
 ** Time: a monotonic clock for timeouts and retry timers, wall-clock for HTTP dates.
 */
 #define _POSIX_C_SOURCE 200809L
-#include "openrouter.h"
+#include "clock.h"
 
 #include <time.h>
 

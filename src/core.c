@@ -1,9 +1,10 @@
 /*
-** luaopen_openrouter_core: registers the client type, the error and array
-** metatables, and the JSON bridge. Safe to run more than once per process
+** luaopen_openrouter_core (bindings): registers the client type and its
+** actions, the request type, the error and array metatables, and the JSON
+** bridge. Safe to run more than once per process
 ** (busted re-opens C modules for each spec file).
 */
-#include "openrouter.h"
+#include "bindings.h"
 
 #include <string.h>
 
@@ -68,7 +69,7 @@ static int core_sse_events(lua_State *L) {
 static int core_is_client(lua_State *L) {
   int yes = 0;
   if (lua_getmetatable(L, 1)) {
-    luaL_getmetatable(L, OR_SESSION_MT);
+    luaL_getmetatable(L, OR_CLIENT_MT);
     yes = lua_rawequal(L, -1, -2);
   }
   lua_pushboolean(L, yes);
@@ -77,7 +78,7 @@ static int core_is_client(lua_State *L) {
 
 static const luaL_Reg core_functions[] = {
   {"is_client", core_is_client},
-  {"new", or_session_new},
+  {"new", or_client_new},
   {"_sse_events", core_sse_events},
   {"json_encode", or_json_encode_lua},
   {"json_decode", or_json_decode_lua},
@@ -97,9 +98,10 @@ int luaopen_openrouter_core(lua_State *L) {
   }
   or_json_open(L);
   or_errors_open(L);
-  or_handle_open(L);
+  or_request_object_open(L);
   or_newlib(L, core_functions);
-  or_session_open(L);
+  or_client_open(L);
+  or_actions_register(L, -1);
   lua_setfield(L, -2, "Client");
   luaL_newmetatable(L, OR_ARRAY_MT);
   lua_setfield(L, -2, "array_mt");

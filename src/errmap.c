@@ -2,7 +2,7 @@
 ** Plain-C failure classification: curl codes, HTTP statuses, Retry-After,
 ** backoff. No Lua here, so the fuzzer can drive it directly.
 */
-#include "openrouter.h"
+#include "errmap.h"
 
 #include <ctype.h>
 #include <stdlib.h>

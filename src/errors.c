@@ -2,7 +2,8 @@
 ** Error objects: plain tables with the "openrouter.error" metatable, built
 ** from curl failures, HTTP statuses and OpenRouter's (varied) error bodies.
 */
-#include "openrouter.h"
+#include "bridge.h"
+#include "errmap.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,8 @@
 ** the caller's cjson), request encoding with JSON arrays where the API wants
 ** them, and protected decoding.
 */
-#include "openrouter.h"
+#include "bridge.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 **                  details = {...}, tools = {[index + 1] = {...}}, text = {parts},
 **                  refusal = {parts}, annotations = {...}, finish_reason, ... }
 */
-#include "openrouter.h"
+#include "bridge.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -488,7 +488,7 @@ static void push_message(lua_State *L, int c) {
   lua_pop(L, 1);
 }
 
-void or_stream_result(lua_State *L, int acc, or_action action) {
+void or_stream_result(lua_State *L, int acc, int legacy) {
   int res, list, i, n;
   acc = or_absindex(L, acc);
   lua_newtable(L);
@@ -499,7 +499,7 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
   lua_rawgeti(L, acc, ACC_LAST);
   copy_meta(L, res, lua_gettop(L));
   lua_pop(L, 1);
-  lua_pushstring(L, action == OR_ACTION_COMPLETION ? "text_completion" : "chat.completion");
+  lua_pushstring(L, legacy ? "text_completion" : "chat.completion");
   lua_setfield(L, res, "object");
   lua_rawgeti(L, acc, ACC_USAGE);
   if (lua_istable(L, -1))
@@ -518,7 +518,7 @@ void or_stream_result(lua_State *L, int acc, or_action action) {
     out = lua_gettop(L);
     lua_getfield(L, c, "index");
     lua_setfield(L, out, "index");
-    if (action == OR_ACTION_COMPLETION) {
+    if (legacy) {
       if (!push_parts(L, c, CHOICE_TEXT)) lua_pushliteral(L, "");
       lua_setfield(L, out, "text");
       if (push_parts(L, c, CHOICE_REASONING)) lua_setfield(L, out, "reasoning");

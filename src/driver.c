@@ -1,21 +1,21 @@
 /*
-** Driving every request of a session through its curl multi handle: starting
+** Driving every request of a client through its curl multi handle (engine): starting
 ** queued requests and due retries, reaping finished transfers, stall timeouts,
 ** coalesced deliveries, cancellation, and the on_done notifications.
 **
 ** A round never blocks. Lua callbacks run in three places only: inside
 ** curl_multi_perform (on_response, on_chunk), in the sweep (coalesced chunks)
 ** and in the notification phase (on_done). While the active list is walked
-** (s->in_round) callbacks cannot free or unlink a request: cancel() and the
+** (c->in_round) callbacks cannot free or unlink a request: cancel() and the
 ** garbage collector only mark it, and the walk acts on the mark.
 */
-#include "openrouter.h"
+#include "engine.h"
 
 #include <string.h>
 
 /* ---- the active list ---- */
 
-static void link_active(or_session *s, or_request *r) {
+static void link_active(or_client *s, or_request *r) {
   if (r->linked) return;
   r->linked = 1;
   r->prev = s->last;
@@ -28,7 +28,7 @@ static void link_active(or_session *s, or_request *r) {
   s->active++;
 }
 
-static void unlink_active(or_session *s, or_request *r) {
+static void unlink_active(or_client *s, or_request *r) {
   if (!r->linked) return;  /* a request refused before it was queued */
   r->linked = 0;
   if (r->prev) r->prev->next = r->next; else s->first = r->next;
@@ -37,8 +37,7 @@ static void unlink_active(or_session *s, or_request *r) {
   s->active--;
 }
 
-void or_multi_enqueue(lua_State *L, or_session *s, or_request *r) {
-  (void)L;
+void or_driver_enqueue(or_client *s, or_request *r) {
   r->state = OR_STATE_QUEUED;  /* the next round starts it */
   link_active(s, r);
 }
@@ -49,50 +48,54 @@ void or_multi_enqueue(lua_State *L, or_session *s, or_request *r) {
 ** go of its client and its object: the object moves to the notify table (on
 ** the stack, so it lives until its on_done ran), or, when the object is
 ** already gone, r is freed. From here on r never touches its session. */
-static void complete(lua_State *L, or_session *s, or_request *r, or_outcome out, int notify) {
+static void complete(lua_State *L, or_client *s, or_request *r, or_outcome out, int notify) {
   int value = lua_gettop(L);
-  if (r->handle != NULL && !lua_istable(L, notify)) {
+  if (r->object != NULL && !lua_istable(L, notify)) {
     lua_newtable(L);  /* made when first needed: most rounds finish nothing */
     lua_replace(L, notify);
   }
   if (out == OR_OUT_RESULT) {
     lua_pushvalue(L, value);
-    r->ref_result = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->refs[OR_REF_RESULT] = luaL_ref(L, LUA_REGISTRYINDEX);
   } else if (out == OR_OUT_ERROR) {
     lua_pushvalue(L, value);
-    r->ref_error = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->refs[OR_REF_ERROR] = luaL_ref(L, LUA_REGISTRYINDEX);
   } else {
     /* a callback raised: the value is raised again; on_done and req.error get an error object */
     lua_pushvalue(L, value);
-    r->ref_raise = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->refs[OR_REF_RAISE] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushfstring(L, "a callback raised: %s",
                     lua_isstring(L, value) ? lua_tostring(L, value) : luaL_typename(L, value));
     or_error_new(L, "callback", lua_tostring(L, -1));
     lua_pushvalue(L, value);
     lua_setfield(L, -2, "cause");
-    r->ref_error = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->refs[OR_REF_ERROR] = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
   }
   lua_settop(L, value - 1);
+  if (r->object != NULL) {  /* what came with the answer, while the transfer's data is there */
+    or_request_push_info(L, r);
+    r->refs[OR_REF_INFO] = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   r->state = OR_STATE_DONE;
   or_request_release_transfer(r);
   unlink_active(s, r);
-  r->session = NULL;
-  or_unref(L, &r->ref_client);
-  or_unref(L, &r->ref_acc);
-  or_unref(L, &r->ref_pending);
-  or_unref(L, &r->ref_stash);
-  if (r->handle == NULL) {
+  r->client = NULL;
+  or_unref(L, &r->refs[OR_REF_CLIENT]);
+  or_unref(L, &r->refs[OR_REF_ACC]);
+  or_unref(L, &r->refs[OR_REF_PENDING]);
+  or_unref(L, &r->refs[OR_REF_STASH]);
+  if (r->object == NULL) {
     or_request_free(L, r);
     return;
   }
   /* no allocation between here and the unref: the object always lands in the table */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_object);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_OBJECT]);
   lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
-  or_unref(L, &r->ref_object);
+  or_unref(L, &r->refs[OR_REF_OBJECT]);
 }
 
-static void finish(lua_State *L, or_session *s, or_request *r, CURLcode rc, int notify) {
+static void finish(lua_State *L, or_client *s, or_request *r, CURLcode rc, int notify) {
   or_outcome out = or_request_finish_attempt(L, r, rc);
   if (out == OR_OUT_RETRY) {
     r->state = OR_STATE_WAITING;  /* its easy handle is kept for the next attempt */
@@ -102,14 +105,14 @@ static void finish(lua_State *L, or_session *s, or_request *r, CURLcode rc, int 
 }
 
 /* Stops a running transfer from outside curl's callbacks. */
-static void abort_transfer(lua_State *L, or_session *s, or_request *r, or_abort why, int notify) {
+static void abort_transfer(lua_State *L, or_client *s, or_request *r, or_abort why, int notify) {
   if (r->in_multi) curl_multi_remove_handle(s->multi, r->easy);
   r->in_multi = 0;
-  if (r->abort_reason == OR_ABORT_NONE) r->abort_reason = why;
+  if (r->now.abort_reason == OR_ABORT_NONE) r->now.abort_reason = why;
   finish(L, s, r, CURLE_OK, notify);
 }
 
-static void complete_cancelled(lua_State *L, or_session *s, or_request *r, int notify) {
+static void complete_cancelled(lua_State *L, or_client *s, or_request *r, int notify) {
   if (r->state == OR_STATE_RUNNING) {
     abort_transfer(L, s, r, OR_ABORT_CANCELLED, notify);
     return;
@@ -118,7 +121,7 @@ static void complete_cancelled(lua_State *L, or_session *s, or_request *r, int n
   complete(L, s, r, OR_OUT_ERROR, notify);
 }
 
-/* Calls on_done(res, err) of every request in the notify table; raises the
+/* Calls on_done(res, err, info) of every request in the notify table; raises the
 ** first error (a callback's, raised again, or on_done's own) once all ran. */
 static void notify_all(lua_State *L, int notify) {
   int i, n, have_error = 0, slot;
@@ -127,26 +130,27 @@ static void notify_all(lua_State *L, int notify) {
   lua_pushnil(L);
   slot = lua_gettop(L);  /* the first error */
   for (i = 1; i <= n; i++) {
-    or_handle *h;
+    or_request_object *h;
     or_request *r;
     lua_rawgeti(L, notify, i);  /* the table keeps the object alive */
-    h = (or_handle *)lua_touserdata(L, -1);
+    h = (or_request_object *)lua_touserdata(L, -1);
     lua_pop(L, 1);
     r = h ? h->r : NULL;  /* read again each time: an on_done may close another request */
     if (r == NULL) continue;
-    if (r->ref_raise != LUA_NOREF && !r->blocking && !have_error) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_raise);
+    if (r->refs[OR_REF_RAISE] != LUA_NOREF && !r->blocking && !have_error) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_RAISE]);
       lua_replace(L, slot);
       have_error = 1;
     }
-    if (r->ref_on_done != LUA_NOREF) {
-      int done = r->ref_on_done;
-      r->ref_on_done = LUA_NOREF;  /* exactly once */
+    if (r->refs[OR_REF_ON_DONE] != LUA_NOREF) {
+      int done = r->refs[OR_REF_ON_DONE];
+      r->refs[OR_REF_ON_DONE] = LUA_NOREF;  /* exactly once */
       lua_rawgeti(L, LUA_REGISTRYINDEX, done);
       luaL_unref(L, LUA_REGISTRYINDEX, done);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_result);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_error);
-      if (lua_pcall(L, 2, 0, 0) != 0) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_RESULT]);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ERROR]);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_INFO]);
+      if (lua_pcall(L, 3, 0, 0) != 0) {
         if (!have_error) {
           lua_replace(L, slot);
           have_error = 1;
@@ -165,8 +169,8 @@ static void notify_all(lua_State *L, int notify) {
 
 /* ---- a round ---- */
 
-static int start_attempt(lua_State *L, or_session *s, or_request *r) {
-  if (r->easy == NULL) r->easy = or_session_take_easy(s);
+static int start_attempt(lua_State *L, or_client *s, or_request *r) {
+  if (r->easy == NULL) r->easy = or_client_take_easy(s);
   if (r->easy == NULL) {
     or_error_new(L, "network", "cannot create a curl handle");
     return 0;
@@ -185,7 +189,7 @@ static int start_attempt(lua_State *L, or_session *s, or_request *r) {
   return 1;
 }
 
-static void start_due(lua_State *L, or_session *s, int notify) {
+static void start_due(lua_State *L, or_client *s, int notify) {
   or_request *r, *next;
   double now = or_monotonic();
   for (r = s->first; r; r = next) {
@@ -201,7 +205,7 @@ static void start_due(lua_State *L, or_session *s, int notify) {
   }
 }
 
-static void reap(lua_State *L, or_session *s, int notify) {
+static void reap(lua_State *L, or_client *s, int notify) {
   CURLMsg *msg;
   int left;
   while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
@@ -217,13 +221,13 @@ static void reap(lua_State *L, or_session *s, int notify) {
     r->in_multi = 0;
     /* cancelled by a callback of this round after its last byte came: cancel() said
     ** true, so the request ends cancelled */
-    if (r->cancel_requested && r->abort_reason == OR_ABORT_NONE) r->abort_reason = OR_ABORT_CANCELLED;
+    if (r->cancel_requested && r->now.abort_reason == OR_ABORT_NONE) r->now.abort_reason = OR_ABORT_CANCELLED;
     finish(L, s, r, rc, notify);
   }
 }
 
 /* Marked cancellations, stalled streams, coalesced chunks that are due. */
-static void sweep(lua_State *L, or_session *s, int notify) {
+static void sweep(lua_State *L, or_client *s, int notify) {
   or_request *r, *next;
   double now = or_monotonic();
   for (r = s->first; r; r = next) {
@@ -234,17 +238,17 @@ static void sweep(lua_State *L, or_session *s, int notify) {
     }
     if (r->state != OR_STATE_RUNNING) continue;
     if (r->stream && s->idle_timeout_ms > 0 &&
-        (now - r->last_activity) * 1000.0 >= (double)s->idle_timeout_ms) {
+        (now - r->now.last_activity) * 1000.0 >= (double)s->idle_timeout_ms) {
       abort_transfer(L, s, r, OR_ABORT_IDLE, notify);
       continue;
     }
-    if (r->pending_count > 0 && now - r->last_delivery >= r->coalesce && !or_request_flush(r))
-      abort_transfer(L, s, r, r->abort_reason, notify);
+    if (r->delivery.pending_count > 0 && now - r->delivery.last_delivery >= r->delivery.coalesce && !or_request_flush(r))
+      abort_transfer(L, s, r, r->now.abort_reason, notify);
   }
 }
 
 static int round_protected(lua_State *L) {
-  or_session *s = (or_session *)lua_touserdata(L, 1);
+  or_client *s = (or_client *)lua_touserdata(L, 1);
   int running, notify;
   lua_settop(L, 0);
   lua_pushnil(L);  /* the notify table, made by complete() when needed */
@@ -262,7 +266,7 @@ static int round_protected(lua_State *L) {
   return 0;
 }
 
-void or_multi_round(lua_State *L, or_session *s) {
+void or_driver_round(lua_State *L, or_client *s) {
   lua_pushcfunction(L, round_protected);
   lua_pushlightuserdata(L, s);
   if (lua_pcall(L, 1, 0, 0) != 0) {
@@ -275,7 +279,7 @@ void or_multi_round(lua_State *L, or_session *s) {
 
 /* ---- waiting ---- */
 
-long or_multi_wait_ms(or_session *s, long cap_ms) {
+long or_driver_wait_ms(or_client *s, long cap_ms) {
   or_request *r;
   long ms = cap_ms, curl_ms = -1;
   double now = or_monotonic();
@@ -289,9 +293,9 @@ long or_multi_wait_ms(or_session *s, long cap_ms) {
       due = r->retry_at;
     } else if (r->state == OR_STATE_RUNNING) {
       if (r->stream && s->idle_timeout_ms > 0)
-        due = r->last_activity + (double)s->idle_timeout_ms / 1000.0;
-      if (r->pending_count > 0 && (due < 0 || r->last_delivery + r->coalesce < due))
-        due = r->last_delivery + r->coalesce;
+        due = r->now.last_activity + (double)s->idle_timeout_ms / 1000.0;
+      if (r->delivery.pending_count > 0 && (due < 0 || r->delivery.last_delivery + r->delivery.coalesce < due))
+        due = r->delivery.last_delivery + r->delivery.coalesce;
     }
     if (due >= 0) {
       double left = (due - now) * 1000.0;
@@ -301,14 +305,14 @@ long or_multi_wait_ms(or_session *s, long cap_ms) {
   return ms < 0 ? 0 : ms;
 }
 
-void or_multi_wait(or_session *s, long ms) {
+void or_driver_wait(or_client *s, long ms) {
   if (ms > 0) curl_multi_poll(s->multi, NULL, 0, (int)ms, NULL);
 }
 
 /* ---- cancellation ---- */
 
-void or_multi_cancel(lua_State *L, or_request *r) {
-  or_session *s = r->session;
+void or_driver_cancel(lua_State *L, or_request *r) {
+  or_client *s = r->client;
   int notify;
   if (s == NULL || r->state == OR_STATE_DONE) return;
   r->cancel_requested = 1;
@@ -324,17 +328,17 @@ void or_multi_cancel(lua_State *L, or_request *r) {
 /* Ends r at once without calling Lua: its object was finalized (lua_close, or
 ** __gc called by hand). Inside a round only the mark is set: the sweep
 ** completes it and, with no object left, frees it. */
-void or_multi_discard(lua_State *L, or_request *r) {
-  or_session *s = r->session;
+void or_driver_discard(lua_State *L, or_request *r) {
+  or_client *s = r->client;
   r->cancel_requested = 1;
   if (s->in_perform || s->in_round) return;
   or_request_release_transfer(r);
   unlink_active(s, r);
-  r->session = NULL;
+  r->client = NULL;
   or_request_free(L, r);
 }
 
-void or_multi_cancel_all(lua_State *L, or_session *s, int notify) {
+void or_driver_cancel_all(lua_State *L, or_client *s, int notify) {
   or_request *r, *next;
   s->L = L;
   for (r = s->first; r; r = next) {
@@ -347,14 +351,14 @@ void or_multi_cancel_all(lua_State *L, or_session *s, int notify) {
       or_request_release_transfer(r);
       unlink_active(s, r);
       r->state = OR_STATE_DONE;
-      r->session = NULL;
-      or_unref(L, &r->ref_client);
-      or_unref(L, &r->ref_object);
-      if (r->handle == NULL) or_request_free(L, r);
+      r->client = NULL;
+      or_unref(L, &r->refs[OR_REF_CLIENT]);
+      or_unref(L, &r->refs[OR_REF_OBJECT]);
+      if (r->object == NULL) or_request_free(L, r);
     }
   }
 }
 
-void or_multi_notify(lua_State *L, int notify) {
+void or_driver_notify(lua_State *L, int notify) {
   notify_all(L, or_absindex(L, notify));
 }
