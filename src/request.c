@@ -290,12 +290,12 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   (void)type;
   (void)type_len;
   if (r->done_seen) return 0;
-  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-    r->done_seen = 1;
   if (r->cancel_requested) {  /* cancelled from another request's callback */
     r->abort_reason = OR_ABORT_CANCELLED;
     return 1;
   }
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+    r->done_seen = 1;
     return 0;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->session->ref_decode);
