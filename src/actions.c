@@ -295,6 +295,10 @@ static int client_get_generation_async(lua_State *L) {
   return 1;
 }
 
+static int is_dot_segment(const char *p, size_t n) {
+  return (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+}
+
 /* Pushes "/models/<author>/<slug>/endpoints" for the model id at idx (checked). */
 static void push_endpoints_path(lua_State *L, int idx) {
   size_t len, i, slash = 0;
@@ -308,7 +312,10 @@ static void push_endpoints_path(lua_State *L, int idx) {
       break;
     }
   }
-  if (len > 200 || i < len || slash == 0 || slash == len - 1)
+  /* "." and ".." segments would be resolved by libcurl and the server: the key
+  ** would go to another path ("../../credits") */
+  if (len > 200 || i < len || slash == 0 || slash == len - 1 || is_dot_segment(id, slash) ||
+      is_dot_segment(id + slash + 1, len - slash - 1))
     luaL_argerror(L, idx, "model id must look like 'author/slug'");
   lua_pushliteral(L, "/models/");
   push_escaped(L, id, slash);
