@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 or_session *or_check_session(lua_State *L, int idx) {
   or_session *s = (or_session *)luaL_checkudata(L, idx, OR_SESSION_MT);
@@ -143,12 +144,39 @@ static int session_gc(lua_State *L) {
   return 0;
 }
 
+/* Pushes url with the password of its user:password@ hidden ("user:***@"), or
+** all of the user info when it has no colon (it may be a token). */
+static void push_url_without_credentials(lua_State *L, const char *url) {
+  const char *host = strstr(url, "://"), *end, *at = NULL, *p, *colon;
+  if (!host) {
+    lua_pushstring(L, url);
+    return;
+  }
+  host += 3;
+  end = host + strcspn(host, "/");
+  for (p = host; p < end; p++)
+    if (*p == '@') at = p;
+  if (!at) {
+    lua_pushstring(L, url);
+    return;
+  }
+  colon = memchr(host, ':', (size_t)(at - host));
+  lua_pushlstring(L, url, (size_t)((colon ? colon : host) - url));
+  lua_pushstring(L, colon ? ":***" : "***");
+  lua_pushstring(L, at);
+  lua_concat(L, 3);
+}
+
 static int session_tostring(lua_State *L) {
   or_session *s = (or_session *)luaL_checkudata(L, 1, OR_SESSION_MT);
-  if (s->closed)
+  if (s->closed) {
     lua_pushliteral(L, "openrouter client (closed)");
-  else
-    lua_pushfstring(L, "openrouter client (%s)", s->base_url);
+  } else {
+    lua_pushliteral(L, "openrouter client (");
+    push_url_without_credentials(L, s->base_url);
+    lua_pushliteral(L, ")");
+    lua_concat(L, 3);
+  }
   return 1;
 }
 
@@ -178,7 +206,13 @@ static char *opt_string(lua_State *L, int cfg, const char *name, int required) {
   return copy;
 }
 
-static double opt_number(lua_State *L, int cfg, const char *name, double dflt) {
+/* The largest value of each number option. openrouter.new (init.lua, LIMITS)
+** checks the same bounds first: a value it accepts must not be refused here. */
+#define OR_MAX_SECONDS 1e6                       /* timeouts and retry delays */
+#define OR_MAX_RETRIES 100.0
+#define OR_MAX_RESPONSE_BYTES 1099511627776.0   /* 2^40 */
+
+static double opt_number(lua_State *L, int cfg, const char *name, double dflt, double max) {
   double v;
   lua_getfield(L, cfg, name);
   if (lua_isnil(L, -1)) {
@@ -188,14 +222,74 @@ static double opt_number(lua_State *L, int cfg, const char *name, double dflt) {
   if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "openrouter: option '%s' must be a number", name);
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(v >= 0) || v > 1e12) luaL_error(L, "openrouter: option '%s' out of range", name);
+  /* checked before the casts to long, int and size_t (out of range: undefined) */
+  if (!(v >= 0) || v > max)
+    luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a number from 0 to %f", name, max));
   return v;
+}
+
+/* Whether header line (len bytes) is "Name: value" with a token name, a value
+** without CR, LF or NUL, and a name that cannot change the request's framing
+** (Content-Length, Transfer-Encoding, Host: libcurl sets those). Checked here
+** too, not only in Lua: core.new is reachable, and a CR/LF would add lines. */
+static const char *header_line_problem(const char *line, size_t len) {
+  static const char *const framing[] = {"content-length", "transfer-encoding", "host"};
+  size_t name = strspn(line, "!#$%&'*+-.^_`|~0123456789"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+  size_t i;
+  if (name == 0 || name >= len || line[name] != ':') return "is not 'Name: value'";
+  if (strlen(line) != len || strcspn(line, "\r\n") != len) return "holds a line break or NUL";
+  for (i = 0; i < sizeof framing / sizeof framing[0]; i++)
+    if (strlen(framing[i]) == name && strncasecmp(line, framing[i], name) == 0)
+      return "sets a header that frames the request (Content-Length, Transfer-Encoding, Host)";
+  return NULL;
+}
+
+/* The header lines at the top (a list, or nil) into s->headers. */
+static void opt_header_lines(lua_State *L, or_session *s) {
+  int i, n;
+  if (!lua_istable(L, -1)) return;
+  n = (int)or_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *next;
+    const char *line, *problem;
+    size_t len;
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "openrouter: header lines must be strings");
+    line = lua_tolstring(L, -1, &len);
+    problem = header_line_problem(line, len);
+    if (problem) luaL_argerror(L, 1, lua_pushfstring(L, "header line %d %s", i, problem));
+    next = curl_slist_append(s->headers, line);
+    if (!next) luaL_error(L, "not enough memory");
+    s->headers = next;
+    lua_pop(L, 1);
+  }
+}
+
+/* Refuses a base_url that is not http(s)://host..., or holds a space, a
+** control byte, '?' or '#': paths are appended to it, and after a '?' or '#'
+** they would not be the path. */
+static void check_base_url(lua_State *L, int cfg) {
+  const char *url;
+  size_t len, i;
+  lua_getfield(L, cfg, "base_url");
+  url = lua_tolstring(L, -1, &len);
+  if (url) {
+    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    for (i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)url[i];
+      if (c <= ' ' || c == 0x7f || c == '?' || c == '#') break;
+    }
+    if (scheme == 0 || i < len || url[scheme] == '/' || url[scheme] == '\0')
+      luaL_argerror(L, 1, "base_url must be an http:// or https:// URL without spaces, '?' or '#'");
+  }
+  lua_pop(L, 1);
 }
 
 /* core.new(cfg) -> client. cfg holds the options in their final form. */
 int or_session_new(lua_State *L) {
   or_session *s;
-  int cfg = 1, i, n;
+  int cfg = 1;
   luaL_checktype(L, cfg, LUA_TTABLE);
   s = (or_session *)lua_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
@@ -205,13 +299,16 @@ int or_session_new(lua_State *L) {
   s->ref_decode = LUA_NOREF;
   luaL_getmetatable(L, OR_SESSION_MT);
   lua_setmetatable(L, -2);
-  s->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300) * 1000);
-  s->connect_timeout_ms = (long)(opt_number(L, cfg, "connect_timeout", 10) * 1000);
-  s->idle_timeout_ms = (long)(opt_number(L, cfg, "stream_idle_timeout", 60) * 1000);
-  s->max_retries = (int)fmin(opt_number(L, cfg, "max_retries", 2), 1000);
-  s->retry_base_delay = opt_number(L, cfg, "retry_base_delay", 0.5);
-  s->retry_max_delay = opt_number(L, cfg, "retry_max_delay", 30);
-  s->max_response_bytes = (size_t)opt_number(L, cfg, "max_response_bytes", 64.0 * 1024 * 1024);
+  s->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300, OR_MAX_SECONDS) * 1000);
+  s->connect_timeout_ms = (long)(opt_number(L, cfg, "connect_timeout", 10, OR_MAX_SECONDS) * 1000);
+  s->idle_timeout_ms = (long)(opt_number(L, cfg, "stream_idle_timeout", 60, OR_MAX_SECONDS) * 1000);
+  s->max_retries = (int)opt_number(L, cfg, "max_retries", 2, OR_MAX_RETRIES);
+  s->retry_base_delay = opt_number(L, cfg, "retry_base_delay", 0.5, OR_MAX_SECONDS);
+  s->retry_max_delay = opt_number(L, cfg, "retry_max_delay", 30, OR_MAX_SECONDS);
+  /* 2^40 is more than a 32-bit size_t holds: the whole address space there */
+  s->max_response_bytes = (size_t)fmin(opt_number(L, cfg, "max_response_bytes", 64.0 * 1024 * 1024,
+                                                  OR_MAX_RESPONSE_BYTES), (double)(size_t)-1);
+  check_base_url(L, cfg);
   s->insecure = 0;
   lua_getfield(L, cfg, "insecure");
   s->insecure = lua_toboolean(L, -1);
@@ -230,18 +327,7 @@ int or_session_new(lua_State *L) {
   }
   lua_pop(L, 1);
   lua_getfield(L, cfg, "header_lines");
-  if (lua_istable(L, -1)) {
-    n = (int)or_rawlen(L, -1);
-    for (i = 1; i <= n; i++) {
-      struct curl_slist *next;
-      lua_rawgeti(L, -1, i);
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "openrouter: header lines must be strings");
-      next = curl_slist_append(s->headers, lua_tostring(L, -1));
-      if (!next) luaL_error(L, "not enough memory");
-      s->headers = next;
-      lua_pop(L, 1);
-    }
-  }
+  opt_header_lines(L, s);
   lua_pop(L, 1);
   /* the decoder, at an integer key: looked up once per stream event */
   lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
