@@ -168,6 +168,7 @@ struct or_request {
   int ref_result;          /* when DONE */
   int ref_error;
   int ref_raise;           /* a callback's error value, to raise again */
+  int socket_errno;        /* errno of a failed socket() in this attempt, else 0 */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -242,8 +243,18 @@ int or_json_decode(lua_State *L, const char *s, size_t len);
 
 /* ---- errmap.c: plain-C classification (no Lua) ---- */
 
-const char *or_curl_kind(CURLcode rc);          /* "network" or "timeout" */
+const char *or_curl_kind(CURLcode rc);          /* "network", "timeout" or "decode" */
 int or_curl_is_connect_failure(CURLcode rc);
+/* What a failed transfer means, when curl's own words would mislead. */
+typedef struct or_failure {
+  const char *kind;     /* or_curl_kind, or "decode" for an oversized header */
+  const char *message;  /* NULL: curl's words are right */
+  const char *code;     /* err.code, or NULL */
+  int retry;            /* failed before the server saw it, and another try may work */
+} or_failure;
+/* socket_errno: errno of a failed socket() in this attempt (0: none);
+** in_headers: the status line arrived and the body did not. */
+void or_curl_classify(CURLcode rc, int socket_errno, int in_headers, or_failure *f);
 int or_status_is_retryable(long status);
 /* Retry-After: delta seconds or an HTTP-date; returns seconds (>= 0) or -1. */
 double or_parse_retry_after(const char *value, size_t len, double now_epoch);

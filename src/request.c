@@ -10,9 +10,11 @@
 */
 #include "openrouter.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* ---- lifecycle ---- */
 
@@ -441,12 +443,24 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 
 /* ---- one attempt ---- */
 
+/* Opens the sockets of a transfer as libcurl would, keeping socket()'s errno:
+** libcurl 7.88 turns EMFILE into "Couldn't connect to server" and leaves
+** CURLINFO_OS_ERRNO at 0. */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  or_request *r = (or_request *)ud;
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  (void)purpose;
+  if (fd == CURL_SOCKET_BAD) r->socket_errno = errno;
+  return fd;
+}
+
 /* The options every request of a session shares: set once per easy handle,
 ** when the session creates it (no curl_easy_reset per request). */
 void or_easy_defaults(or_session *s, CURL *e) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   /* never follow a redirect: the Authorization header must not travel */
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -478,6 +492,7 @@ int or_request_configure(or_request *r) {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
   if (r->body) {
@@ -491,6 +506,7 @@ int or_request_configure(or_request *r) {
 
 void or_request_begin_attempt(lua_State *L, or_request *r) {
   r->status = 0;
+  r->socket_errno = 0;
   r->is_sse = 0;
   r->body_started = 0;
   r->content_type[0] = '\0';
@@ -644,7 +660,9 @@ static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, doubl
   lua_pop(L, 1);
   if (kind == NULL) return 0;
   if (strcmp(kind, "network") == 0) {
-    if (!or_curl_is_connect_failure(rc) || r->status != 0) return 0;
+    or_failure f;
+    or_curl_classify(rc, r->socket_errno, 0, &f);
+    if (!f.retry || r->status != 0) return 0;
   } else if (strcmp(kind, "timeout") == 0) {
     /* once the request went out it may be billed: only a connect timeout retries */
     curl_off_t pretransfer = 0;
@@ -720,8 +738,11 @@ or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
       break;
   }
   if (rc != CURLE_OK) {
-    or_error_new(L, or_curl_kind(rc), r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    or_failure f;
+    or_curl_classify(rc, r->socket_errno, r->status > 0 && !r->body_started, &f);
+    or_error_new(L, f.kind, f.message ? f.message : r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
     or_error_set_number(L, -1, "curl_code", (double)rc);
+    or_error_set_string(L, -1, "code", f.code);
     goto with_partial;
   }
   if (r->status / 100 == 2) {

@@ -1240,6 +1240,52 @@ SCENARIOS["echo-key"] = { pattern = "^(%a+)$", run = function(ctx, where)
   end)
 end }
 
+-- Hostile numbers, broken encodings and oversized headers (spec/error_kinds_spec.lua).
+
+-- Number texts a server may put where an integer belongs. "NaN" is not JSON, but lua-cjson
+-- decodes it (decode_invalid_numbers is on by default), so a client must survive it.
+local HOSTILE_NUMBERS = { int32 = "2147483648", huge = "1e300", nan = "NaN", neg = "-1",
+  frac = "0.5" }
+
+-- A stream whose second chunk has a hostile choice index and whose third has a hostile tool
+-- call index (choice 0), between ordinary chunks: raw text, since cjson cannot write NaN.
+SCENARIOS["hostile-index"] = { pattern = "^(%a+%d*)$", run = function(ctx, which)
+  local number = HOSTILE_NUMBERS[which]
+  if not number or not ctx.stream then return invalid_model(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    local hostile_choice = json_encode(chunk(ctx, { content = "lost " }))
+    sse.emit_raw("data: " .. hostile_choice:gsub('"index":0', '"index":' .. number, 1) .. "\n\n")
+    local call = { index = 7, id = "call_h", type = "function",
+      ["function"] = { name = "f", arguments = "{}" } }
+    local hostile_call = json_encode(chunk(ctx, { tool_calls = { call } }))
+    sse.emit_raw("data: " .. hostile_call:gsub('"index":7', '"index":' .. number, 1) .. "\n\n")
+    sse.data(chunk(ctx, { content = "kept" }))
+    stream_ending(ctx, sse)
+  end)
+end }
+
+-- A 400 whose error code is a hostile number (streamed or not: the error comes first).
+SCENARIOS["hostile-code"] = { pattern = "^(%a+%d*)$", run = function(ctx, which)
+  local number = HOSTILE_NUMBERS[which]
+  if not number then return invalid_model(ctx) end
+  respond(ctx.conn, 400, "application/json",
+    '{"error":{"code":' .. number .. ',"message":"hostile code"}}')
+end }
+
+-- A 200 marked gzip whose body is a gzip header followed by bytes that do not inflate.
+SCENARIOS["gzip-corrupt"] = { run = function(ctx)
+  respond(ctx.conn, 200, ctx.stream and "text/event-stream" or "application/json",
+    "\31\139\8\0\0\0\0\0\0\3" .. string.rep("not deflate data ", 8),
+    { { "Content-Encoding", "gzip" }, { "X-Generation-Id", ctx.id } })
+end }
+
+-- An ordinary answer, after one response header of n bytes.
+SCENARIOS["huge-header"] = { pattern = "^(%d+)$", run = function(ctx, n)
+  respond(ctx.conn, 200, "application/json", json_encode(completion_body(ctx)),
+    { { "X-Emulator-Filler", string.rep("f", tonumber(n)) }, { "X-Generation-Id", ctx.id } })
+end }
+
 -- The scenario for `model` and the captures of its arguments; nil for an unknown model.
 local function pick_scenario(model)
   if model:find("^missing/") then return nil end
