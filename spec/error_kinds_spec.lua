@@ -1,13 +1,26 @@
--- Failures named for what they are (issue 11, defect 8; DESIGN.md "Errors", "Reliability"):
--- a body that does not inflate is a decode failure, not a network one; a process out of file
--- descriptors says so and is not retried; an oversized response header is not "Out of
--- memory".
+-- Failures named for what they are (issue 11, defects 7 and 8; DESIGN.md "Errors",
+-- "Reliability"): a body that does not inflate is a decode failure, not a network one; a
+-- process out of file descriptors says so and is not retried; an oversized response header
+-- is not "Out of memory"; and hostile numbers where the protocol has integers (a chunk's choice or tool call index, an
+-- error code of 2^31, 1e300 or NaN) are range-checked before any cast. An index that is not
+-- an integer from 0 to 1e6 makes its item unassembled (the chunk still reaches on_chunk as
+-- it came); a code that no integer holds stays a number.
+--
+-- The casts were undefined behaviour that a normal build survives (x86 gives INT_MIN), so
+-- the hostile-number cases need UBSan to fail: build the core as `make check-asan` does with
+-- float-cast-overflow added (-fsanitize=address,undefined,float-cast-overflow
+-- -fno-sanitize-recover=all) and run this file with the ASan runtime preloaded; the old
+-- stream.c and errors.c stop there with "outside the range of representable values". The
+-- fuzzers (fuzz/Makefile) name float-cast-overflow too.
 local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
 local requests = require("spec.support.requests")
 
 local KEY = "sk-or-v1-error-kinds-0123456789abcdef"
 local LUA = os.getenv("OPENROUTER_EMULATOR_LUA") or "lua5.4"
+
+local is_integer = math.type and function(v) return math.type(v) == "integer" end
+  or function(v) return v % 1 == 0 end
 
 describe("error kinds", function()
   local emu, client
@@ -27,6 +40,42 @@ describe("error kinds", function()
 
   after_each(function()
     client:close()
+  end)
+
+  describe("hostile numbers (defect 7)", function()
+    for _, which in ipairs{ "int32", "huge", "nan", "neg", "frac" } do
+      it(("ignores a choice and a tool call whose index is %s"):format(which), function()
+        local chunks = 0
+        local res, err = client:chat_completion(requests.chat("emulator/hostile-index:" .. which),
+          function() chunks = chunks + 1 end)
+        assert.is_nil(err)
+        assert.are.equal("kept", openrouter.text(res))
+        assert.are.equal(0, #(res.choices[1].message.tool_calls or {})) -- no call assembled
+        assert.are.equal(1, #res.choices)
+        assert.are.equal(6, chunks) -- every chunk reaches on_chunk as it came
+      end)
+    end
+
+    it("keeps an error code of 2^31 as an integer, 1e300 and NaN as numbers", function()
+      local expect = {
+        int32 = function(code) return code == 2147483648 and is_integer(code) end,
+        huge = function(code) return code == 1e300 end,
+        nan = function(code) return code ~= code end,
+      }
+      for _, which in ipairs{ "int32", "huge", "nan" } do
+        local check = expect[which]
+        for _, stream in ipairs{ false, true } do
+          local res, err = client:chat_completion(requests.chat("emulator/hostile-code:" .. which),
+            stream and function() end or nil)
+          assert.is_nil(res)
+          assert.are.equal("api", err.kind)
+          assert.are.equal(400, err.status)
+          assert.are.equal("number", type(err.code))
+          assert.is_true(check(err.code), which .. ": code " .. tostring(err.code))
+          assert.matches("hostile code", tostring(err))
+        end
+      end
+    end)
   end)
 
   describe("errors that point the right way (defect 8)", function()
