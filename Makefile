@@ -26,8 +26,9 @@ else
 endif
 # the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb
 HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth
-# TLS and proxy specs: a test CA (openssl), a TLS front (socat), an HTTP proxy (tinyproxy)
-NET_PKGS := openssl socat tinyproxy-bin
+# TLS, proxy and HTTP/2 specs: a test CA (openssl), a TLS front (socat), an HTTP proxy
+# (tinyproxy), an h2 TLS front (nginx: Debian 12's light package, the binary alone)
+NET_PKGS := openssl socat tinyproxy-bin nginx
 # the CLI's interactive mode is tested in a real terminal
 CLI_PKGS := tmux
 DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)

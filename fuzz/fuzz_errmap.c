@@ -22,10 +22,15 @@
 **                          (non-negative finite base and cap, jitter in [0, 1))
 **   or_status_is_retryable exactly 408, 429, 500, 502, 503, 504
 **   or_curl_is_connect_failure  0 or 1
-**   or_curl_kind           "timeout" for CURLE_OPERATION_TIMEDOUT, else "network"
+**   or_curl_kind           "timeout" for CURLE_OPERATION_TIMEDOUT, "decode" for
+**                          CURLE_BAD_CONTENT_ENCODING, else "network"
+**   or_curl_classify       a known kind; its own message and code, and no retry, for a
+**                          socket() out of descriptors (EMFILE, ENFILE); retry only
+**                          for a connect failure
 */
-#include "openrouter.h"
+#include "errmap.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -108,6 +113,21 @@ static void check_backoff(int attempt, double base, double cap, double jitter) {
   }
 }
 
+/* or_curl_classify for one curl code, errno (0..63: EMFILE and ENFILE among them) and
+** header state. */
+static void check_classify(CURLcode rc, int socket_errno, int in_headers) {
+  or_failure f;
+  int exhausted = rc == CURLE_COULDNT_CONNECT && (socket_errno == EMFILE || socket_errno == ENFILE);
+  or_curl_classify(rc, socket_errno, in_headers, &f);
+  CHECK(strcmp(f.kind, "network") == 0 || strcmp(f.kind, "timeout") == 0 ||
+        strcmp(f.kind, "decode") == 0);
+  CHECK(f.retry == (or_curl_is_connect_failure(rc) && !exhausted));
+  CHECK((f.message == NULL) == (f.code == NULL));
+  CHECK(f.message == NULL || f.message[0] != '\0');
+  if (exhausted) CHECK(strcmp(f.code, "too_many_open_files") == 0);
+  if (!in_headers && !exhausted) CHECK(f.message == NULL && strcmp(f.kind, or_curl_kind(rc)) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size) {
@@ -118,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size) {
   double base, cap, jitter, now;
   long status;
   int r;
+  CURLcode rc;
 
   memcpy(h, in, size < HEADER ? size : HEADER);
   value = size > HEADER ? in + HEADER : in + size;
@@ -156,7 +177,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size) {
               status == 503 || status == 504));
   r = or_curl_is_connect_failure((CURLcode)(h[1] % (int)CURL_LAST));
   CHECK(r == 0 || r == 1);
-  CHECK(strcmp(or_curl_kind((CURLcode)(h[1] % (int)CURL_LAST)),
-               h[1] % (int)CURL_LAST == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network") == 0);
+  rc = (CURLcode)(h[1] % (int)CURL_LAST);
+  CHECK(strcmp(or_curl_kind(rc), rc == CURLE_OPERATION_TIMEDOUT ? "timeout"
+                                 : rc == CURLE_BAD_CONTENT_ENCODING ? "decode" : "network") == 0);
+  check_classify(rc, h[2] % 64, h[3] & 1);
   return 0;
 }

@@ -27,7 +27,10 @@
 ** panic or a broken invariant (the shape of an assembled response, of a merged chunk and
 ** of an error object; the key never left in an error) is a finding.
 */
-#include "openrouter.h"
+#include "bridge.h"
+#include "clock.h"
+#include "errmap.h"
+#include "sse.h"
 
 #include <dlfcn.h>
 #include <lualib.h>
@@ -353,7 +356,7 @@ static void finish_error(harness *h, int err, int with_partial) {
   /* the partial first, then the scrub: streamed text may echo the key too (request.c
   ** scrubbed before attaching the partial; this harness found that at once) */
   if (with_partial && or_stream_has_data(L, S_ACC)) {
-    or_stream_result(L, S_ACC, h->legacy ? OR_ACTION_COMPLETION : OR_ACTION_CHAT);
+    or_stream_result(L, S_ACC, h->legacy);
     check_result(L, -1, h->legacy);
     lua_setfield(L, err, "partial");
   }
@@ -417,7 +420,7 @@ static int feed_protected(lua_State *L) {
     or_error_new(L, "decode", "the event stream ended without any event");
     finish_error(h, -1, 1);
   } else {
-    or_stream_result(L, S_ACC, h->legacy ? OR_ACTION_COMPLETION : OR_ACTION_CHAT);
+    or_stream_result(L, S_ACC, h->legacy);
     check_result(L, -1, h->legacy);
     if (!h->legacy) call_refusable(L, resend_protected, -1);
   }

@@ -170,6 +170,22 @@ static double generation_wait(lua_State *L, int opts) {
   return wait;
 }
 
+/* Whether s[0..n) is "." or "..", dots percent-encoded ("%2e") included. */
+static int is_dot_segment(const char *s, size_t n) {
+  size_t i = 0, dots = 0;
+  while (i < n) {
+    if (s[i] == '.') {
+      i++;
+    } else if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] | 32) == 'e') {
+      i += 3;
+    } else {
+      return 0;
+    }
+    dots++;
+  }
+  return dots == 1 || dots == 2;
+}
+
 /* Pushes "/models/<author>/<slug>/endpoints" for the model id at idx (checked). */
 static void push_endpoints_path(lua_State *L, int idx) {
   size_t len, i, slash = 0;
@@ -183,7 +199,10 @@ static void push_endpoints_path(lua_State *L, int idx) {
       break;
     }
   }
-  if (len > 200 || i < len || slash == 0 || slash == len - 1)
+  /* "." and ".." segments would be resolved by libcurl and the server: the key
+  ** would go to another path ("../../credits") */
+  if (len > 200 || i < len || slash == 0 || slash == len - 1 || is_dot_segment(id, slash) ||
+      is_dot_segment(id + slash + 1, len - slash - 1))
     luaL_argerror(L, idx, "model id must look like 'author/slug'");
   lua_pushliteral(L, "/models/");
   push_escaped(L, id, slash);
@@ -338,22 +357,6 @@ static void check_spec_fields(lua_State *L) {
       luaL_argerror(L, 2, lua_pushfstring(L, "unknown field '%s'", lua_type(L, -1) == LUA_TSTRING
                                               ? lua_tostring(L, -1) : luaL_typename(L, -1)));
   }
-}
-
-/* Whether s[0..n) is "." or "..", dots percent-encoded ("%2e") included. */
-static int is_dot_segment(const char *s, size_t n) {
-  size_t i = 0, dots = 0;
-  while (i < n) {
-    if (s[i] == '.') {
-      i++;
-    } else if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] | 32) == 'e') {
-      i += 3;
-    } else {
-      return 0;
-    }
-    dots++;
-  }
-  return dots == 1 || dots == 2;
 }
 
 /* spec.path: under base_url, starting with "/", no query or fragment, no dot

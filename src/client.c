@@ -62,12 +62,39 @@ static int client_gc(lua_State *L) {
   return 0;
 }
 
+/* Pushes url with the password of its user:password@ hidden ("user:***@"), or
+** all of the user info when it has no colon (it may be a token). */
+static void push_url_without_credentials(lua_State *L, const char *url) {
+  const char *host = strstr(url, "://"), *end, *at = NULL, *p, *colon;
+  if (!host) {
+    lua_pushstring(L, url);
+    return;
+  }
+  host += 3;
+  end = host + strcspn(host, "/");
+  for (p = host; p < end; p++)
+    if (*p == '@') at = p;
+  if (!at) {
+    lua_pushstring(L, url);
+    return;
+  }
+  colon = memchr(host, ':', (size_t)(at - host));
+  lua_pushlstring(L, url, (size_t)((colon ? colon : host) - url));
+  lua_pushstring(L, colon ? ":***" : "***");
+  lua_pushstring(L, at);
+  lua_concat(L, 3);
+}
+
 static int client_tostring(lua_State *L) {
   or_client *c = (or_client *)luaL_checkudata(L, 1, OR_CLIENT_MT);
-  if (c->closed)
+  if (c->closed) {
     lua_pushliteral(L, "openrouter client (closed)");
-  else
-    lua_pushfstring(L, "openrouter client (%s)", c->base_url);
+  } else {
+    lua_pushliteral(L, "openrouter client (");
+    push_url_without_credentials(L, c->base_url);
+    lua_pushliteral(L, ")");
+    lua_concat(L, 3);
+  }
   return 1;
 }
 

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void or_slist_free_secure(struct curl_slist *list) {
   struct curl_slist *item;
@@ -157,7 +158,13 @@ static char *opt_string(lua_State *L, int cfg, const char *name, int required) {
   return copy;
 }
 
-static double opt_number(lua_State *L, int cfg, const char *name, double dflt) {
+/* The largest value of each number option. openrouter.new (init.lua, LIMITS)
+** checks the same bounds first: a value it accepts must not be refused here. */
+#define OR_MAX_SECONDS 1e6                       /* timeouts and retry delays */
+#define OR_MAX_RETRIES 100.0
+#define OR_MAX_RESPONSE_BYTES 1099511627776.0   /* 2^40 */
+
+static double opt_number(lua_State *L, int cfg, const char *name, double dflt, double max) {
   double v;
   lua_getfield(L, cfg, name);
   if (lua_isnil(L, -1)) {
@@ -167,26 +174,75 @@ static double opt_number(lua_State *L, int cfg, const char *name, double dflt) {
   if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "openrouter: option '%s' must be a number", name);
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!(v >= 0) || v > 1e12) luaL_error(L, "openrouter: option '%s' out of range", name);
+  /* checked before the casts to long, int and size_t (out of range: undefined) */
+  if (!(v >= 0) || v > max)
+    luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' must be a number from 0 to %f", name, max));
   return v;
+}
+
+/* Whether header line (len bytes) is "Name: value" with a token name, a value
+** without CR, LF or NUL, and a name that cannot change the request's framing
+** (Content-Length, Transfer-Encoding, Host: libcurl sets those). Checked here
+** too, not only in Lua: core.new is reachable, and a CR/LF would add lines. */
+static const char *header_line_problem(const char *line, size_t len) {
+  static const char *const framing[] = {"content-length", "transfer-encoding", "host"};
+  size_t name = strspn(line, "!#$%&'*+-.^_`|~0123456789"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+  size_t i;
+  if (name == 0 || name >= len || line[name] != ':') return "is not 'Name: value'";
+  if (strlen(line) != len || strcspn(line, "\r\n") != len) return "holds a line break or NUL";
+  for (i = 0; i < sizeof framing / sizeof framing[0]; i++)
+    if (strlen(framing[i]) == name && strncasecmp(line, framing[i], name) == 0)
+      return "sets a header that frames the request (Content-Length, Transfer-Encoding, Host)";
+  return NULL;
+}
+
+/* The header lines at the top (a list, or nil) into s->headers. */
+static void opt_header_lines(lua_State *L, or_client *s) {
+  int i, n;
+  if (!lua_istable(L, -1)) return;
+  n = (int)or_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    struct curl_slist *next;
+    const char *line, *problem;
+    size_t len;
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "openrouter: header lines must be strings");
+    line = lua_tolstring(L, -1, &len);
+    problem = header_line_problem(line, len);
+    if (problem) luaL_argerror(L, 1, lua_pushfstring(L, "header line %d %s", i, problem));
+    next = curl_slist_append(s->headers, line);
+    if (!next) luaL_error(L, "not enough memory");
+    s->headers = next;
+    lua_pop(L, 1);
+  }
+}
+
+/* Refuses a base_url that is not http(s)://host..., or holds a space, a
+** control byte, '?' or '#': paths are appended to it, and after a '?' or '#'
+** they would not be the path. */
+static void check_base_url(lua_State *L, int cfg) {
+  const char *url;
+  size_t len, i;
+  lua_getfield(L, cfg, "base_url");
+  url = lua_tolstring(L, -1, &len);
+  if (url) {
+    size_t scheme = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    for (i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)url[i];
+      if (c <= ' ' || c == 0x7f || c == '?' || c == '#') break;
+    }
+    if (scheme == 0 || i < len || url[scheme] == '/' || url[scheme] == '\0')
+      luaL_argerror(L, 1, "base_url must be an http:// or https:// URL without spaces, '?' or '#'");
+  }
+  lua_pop(L, 1);
 }
 
 /* The header lines of the option table at cfg, and the four lists built on them. */
 static void configure_headers(lua_State *L, or_client *c, int cfg) {
-  int i, n, post, stream;
+  int post, stream;
   lua_getfield(L, cfg, "header_lines");
-  if (lua_istable(L, -1)) {
-    n = (int)or_rawlen(L, -1);
-    for (i = 1; i <= n; i++) {
-      struct curl_slist *next;
-      lua_rawgeti(L, -1, i);
-      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "openrouter: header lines must be strings");
-      next = curl_slist_append(c->headers, lua_tostring(L, -1));
-      if (!next) luaL_error(L, "not enough memory");
-      c->headers = next;
-      lua_pop(L, 1);
-    }
-  }
+  opt_header_lines(L, c);
   lua_pop(L, 1);
   for (post = 0; post < 2; post++)
     for (stream = 0; stream < 2; stream++) {
@@ -196,13 +252,16 @@ static void configure_headers(lua_State *L, or_client *c, int cfg) {
 }
 
 static void configure_limits(lua_State *L, or_client *c, int cfg) {
-  c->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300) * 1000);
-  c->connect_timeout_ms = (long)(opt_number(L, cfg, "connect_timeout", 10) * 1000);
-  c->idle_timeout_ms = (long)(opt_number(L, cfg, "stream_idle_timeout", 60) * 1000);
-  c->max_retries = (int)fmin(opt_number(L, cfg, "max_retries", 2), 1000);
-  c->retry_base_delay = opt_number(L, cfg, "retry_base_delay", 0.5);
-  c->retry_max_delay = opt_number(L, cfg, "retry_max_delay", 30);
-  c->max_response_bytes = (size_t)opt_number(L, cfg, "max_response_bytes", 64.0 * 1024 * 1024);
+  c->timeout_ms = (long)(opt_number(L, cfg, "timeout", 300, OR_MAX_SECONDS) * 1000);
+  c->connect_timeout_ms = (long)(opt_number(L, cfg, "connect_timeout", 10, OR_MAX_SECONDS) * 1000);
+  c->idle_timeout_ms = (long)(opt_number(L, cfg, "stream_idle_timeout", 60, OR_MAX_SECONDS) * 1000);
+  c->max_retries = (int)opt_number(L, cfg, "max_retries", 2, OR_MAX_RETRIES);
+  c->retry_base_delay = opt_number(L, cfg, "retry_base_delay", 0.5, OR_MAX_SECONDS);
+  c->retry_max_delay = opt_number(L, cfg, "retry_max_delay", 30, OR_MAX_SECONDS);
+  /* 2^40 is more than a 32-bit size_t holds: the whole address space there */
+  c->max_response_bytes = (size_t)fmin(opt_number(L, cfg, "max_response_bytes", 64.0 * 1024 * 1024,
+                                                  OR_MAX_RESPONSE_BYTES), (double)(size_t)-1);
+  check_base_url(L, cfg);
   lua_getfield(L, cfg, "insecure");
   c->insecure = lua_toboolean(L, -1);
   lua_pop(L, 1);

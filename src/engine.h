@@ -154,6 +154,7 @@ enum {
 /* What one attempt learnt; reset when an attempt begins. */
 typedef struct or_attempt {
   long status;
+  int socket_errno;        /* errno of a failed socket() in this attempt, else 0 */
   int is_sse;              /* decided at the first body byte */
   int body_started;
   char content_type[64];

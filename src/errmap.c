@@ -5,11 +5,15 @@
 #include "errmap.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char *or_curl_kind(CURLcode rc) {
-  return rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
+  if (rc == CURLE_OPERATION_TIMEDOUT) return "timeout";
+  /* a body that does not inflate (a corrupt gzip) came through the network intact */
+  if (rc == CURLE_BAD_CONTENT_ENCODING) return "decode";
+  return "network";
 }
 
 /* Failures that happen before the server saw the request: safe to retry. */
@@ -25,6 +29,36 @@ int or_curl_is_connect_failure(CURLcode rc) {
       return 1;
     default:
       return 0;
+  }
+}
+
+/* Whether a curl failure says "out of memory" because a response header was
+** over libcurl's limit (7.88 reports it so, without a message; 8.6+ has
+** CURLE_TOO_LARGE). in_headers: the status line arrived, the body did not. */
+static int header_too_large(CURLcode rc, int in_headers) {
+#if LIBCURL_VERSION_NUM >= 0x080600
+  if (rc == CURLE_TOO_LARGE && in_headers) return 1;
+#endif
+  return rc == CURLE_OUT_OF_MEMORY && in_headers;
+}
+
+void or_curl_classify(CURLcode rc, int socket_errno, int in_headers, or_failure *f) {
+  f->kind = or_curl_kind(rc);
+  f->message = NULL;
+  f->code = NULL;
+  f->retry = or_curl_is_connect_failure(rc);
+  if (rc == CURLE_COULDNT_CONNECT && (socket_errno == EMFILE || socket_errno == ENFILE)) {
+    /* curl says "Couldn't connect to server": the server is not the problem, and
+    ** another try fails the same way until the host closes descriptors */
+    f->message = socket_errno == EMFILE
+      ? "cannot open a socket: too many open files in this process (EMFILE)"
+      : "cannot open a socket: too many open files in the system (ENFILE)";
+    f->code = "too_many_open_files";
+    f->retry = 0;
+  } else if (header_too_large(rc, in_headers)) {
+    f->kind = "decode";  /* as a body over max_response_bytes */
+    f->message = "response header too large (over libcurl's limit of 100 KB a header)";
+    f->code = "header_too_large";
   }
 }
 

@@ -9,8 +9,18 @@
 #include <stddef.h>
 #include <curl/curl.h>
 
-const char *or_curl_kind(CURLcode rc);          /* "network" or "timeout" */
+const char *or_curl_kind(CURLcode rc);          /* "network", "timeout" or "decode" */
 int or_curl_is_connect_failure(CURLcode rc);
+/* What a failed transfer means, when curl's own words would mislead. */
+typedef struct or_failure {
+  const char *kind;     /* or_curl_kind, or "decode" for an oversized header */
+  const char *message;  /* NULL: curl's words are right */
+  const char *code;     /* err.code, or NULL */
+  int retry;            /* failed before the server saw it, and another try may work */
+} or_failure;
+/* socket_errno: errno of a failed socket() in this attempt (0: none);
+** in_headers: the status line arrived and the body did not. */
+void or_curl_classify(CURLcode rc, int socket_errno, int in_headers, or_failure *f);
 int or_status_is_retryable(long status);
 /* Retry-After: delta seconds or an HTTP-date; returns seconds (>= 0) or -1. */
 double or_parse_retry_after(const char *value, size_t len, double now_epoch);

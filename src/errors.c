@@ -5,6 +5,8 @@
 #include "bridge.h"
 #include "errmap.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,9 +86,12 @@ void or_error_set_string(lua_State *L, int err, const char *field, const char *v
   lua_setfield(L, err, field);
 }
 
-/* Integral values become Lua integers on 5.3+, so they print as 429, not 429.0. */
+/* Integral values become Lua integers on 5.3+, so they print as 429, not 429.0.
+** Only values inside lua_Integer's range are converted (a server's code may be
+** 1e300 or NaN: casting those is undefined); the others stay numbers. */
 static void push_number(lua_State *L, double value) {
-  if (value == (double)(lua_Integer)value)
+  const double limit = ldexp(1.0, (int)(sizeof(lua_Integer) * CHAR_BIT) - 1);
+  if (value >= -limit && value < limit && value == (double)(lua_Integer)value)
     lua_pushinteger(L, (lua_Integer)value);
   else
     lua_pushnumber(L, value);

@@ -131,7 +131,9 @@ static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, doubl
   lua_pop(L, 1);
   if (kind == NULL) return 0;
   if (strcmp(kind, "network") == 0) {
-    if (!or_curl_is_connect_failure(rc) || r->now.status != 0) return 0;
+    or_failure f;
+    or_curl_classify(rc, r->now.socket_errno, 0, &f);
+    if (!f.retry || r->now.status != 0) return 0;
   } else if (strcmp(kind, "timeout") == 0) {
     /* once the request went out it may be billed: only a connect timeout retries */
     curl_off_t pretransfer = 0;
@@ -288,6 +290,15 @@ static void push_status_error(lua_State *L, or_request *r) {
   push_http_error(L, r);
 }
 
+/* A failed transfer, named for what it is when curl's own words would mislead. */
+static void push_curl_error(lua_State *L, or_request *r, CURLcode rc) {
+  or_failure f;
+  or_curl_classify(rc, r->now.socket_errno, r->now.status > 0 && !r->now.body_started, &f);
+  or_error_new(L, f.kind, f.message ? f.message : r->now.errbuf[0] ? r->now.errbuf : curl_easy_strerror(rc));
+  or_error_set_number(L, -1, "curl_code", (double)rc);
+  or_error_set_string(L, -1, "code", f.code);
+}
+
 or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
   int err;
   double wait = 0;
@@ -299,8 +310,7 @@ or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
   if (push_abort_error(L, r)) {
     /* the error is on top */
   } else if (rc != CURLE_OK) {
-    or_error_new(L, or_curl_kind(rc), r->now.errbuf[0] ? r->now.errbuf : curl_easy_strerror(rc));
-    or_error_set_number(L, -1, "curl_code", (double)rc);
+    push_curl_error(L, r, rc);
   } else if (r->now.status / 100 == 2) {
     if (push_success(L, r)) return or_request_notify_response(L, r) ? OR_OUT_RESULT : OR_OUT_RAISE;
   } else {

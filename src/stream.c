@@ -231,9 +231,20 @@ static void absorb_detail(lua_State *L, int details, int item) {
 /* Pushes the state kept for an indexed item (a choice, a tool call): slot
 ** `index + 1` of list, the item's `index` field (on top, popped) or else its
 ** position. A new state is { index = i }, with an empty table under `sub` when
-** sub is given. Pushes nothing and returns 0 for an index out of range. */
+** sub is given. Pushes nothing and returns 0 for an index that is not an
+** integer in 0..1e6 (2^31, 1e300, NaN, 0.5): the item is not assembled, as
+** there is no slot it could belong to. The range is checked on the double,
+** before any cast: converting an out-of-range double to int is undefined. */
 static int push_slot_at(lua_State *L, int list, int position, const char *sub) {
-  int idx = lua_type(L, -1) == LUA_TNUMBER ? (int)lua_tonumber(L, -1) : position;
+  int idx = position;
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (!(n >= 0 && n <= 1000000) || n != (lua_Number)(int)n) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    idx = (int)n;
+  }
   lua_pop(L, 1);
   if (idx < 0 || idx > 1000000) return 0;
   lua_rawgeti(L, list, idx + 1);

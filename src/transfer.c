@@ -10,9 +10,11 @@
 */
 #include "engine.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* ---- lifecycle ---- */
 
@@ -602,6 +604,17 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 
 /* ---- one attempt ---- */
 
+/* Opens the sockets of a transfer as libcurl would, keeping socket()'s errno:
+** libcurl 7.88 turns EMFILE into "Couldn't connect to server" and leaves
+** CURLINFO_OS_ERRNO at 0. */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  or_request *r = (or_request *)ud;
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  (void)purpose;
+  if (fd == CURL_SOCKET_BAD) r->now.socket_errno = errno;
+  return fd;
+}
+
 /* The options of this request. */
 int or_request_configure(or_request *r) {
   CURL *e = r->easy;
@@ -611,6 +624,8 @@ int or_request_configure(or_request *r) {
   if (rc != CURLE_OK) return (int)rc;
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->now.errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
@@ -630,6 +645,7 @@ int or_request_configure(or_request *r) {
 
 void or_request_begin_attempt(lua_State *L, or_request *r) {
   r->now.status = 0;
+  r->now.socket_errno = 0;
   r->now.is_sse = 0;
   r->now.body_started = 0;
   r->now.content_type[0] = '\0';

@@ -40,7 +40,9 @@ local OPTION_TYPES = {
   max_response_bytes = "number", retry_base_delay = "number", retry_max_delay = "number",
 }
 
--- the largest value each number option takes (default 1e6): 1e300 is a mistake
+-- the largest value each number option takes (default 1e6): 1e300 is a mistake.
+-- core.new checks the same bounds (src/session.c, OR_MAX_*): keep them equal, so
+-- that a value accepted here is never refused there.
 local LIMITS = { max_response_bytes = 2 ^ 40, max_retries = 100, timeout = 1e6 }
 
 -- options that must be > 0: no combination may mean "wait forever"
@@ -62,10 +64,18 @@ local function shown(v)
   return ("%q"):format(s)
 end
 
+-- Headers libcurl writes from the request itself: a caller's value would change how
+-- the request is framed (a Content-Length that is not the body's length leaves the
+-- rest of the body to be read as the next request on a kept-alive connection).
+local FRAMING_HEADERS = { ["content-length"] = true, ["transfer-encoding"] = true, host = true }
+
 -- Called from header_lines, called from new: the user is 5 frames up.
 local function check_header(name, value)
   if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
     argerror("new", 1, ("invalid header name %s"):format(shown(name)), 5)
+  end
+  if FRAMING_HEADERS[name:lower()] then
+    argerror("new", 1, ("header '%s' cannot be set: it frames the request"):format(name), 5)
   end
   if type(value) ~= "string" or value:find("[\r\n%z]") then
     argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name), 5)
@@ -150,8 +160,10 @@ function M.new(opts)
   local api_key = opts.api_key or os.getenv("OPENROUTER_API_KEY")
   local base_url = opts.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
   base_url = base_url:gsub("/+$", "")
-  if not base_url:match("^https?://[^/]") or base_url:find("[%z%s]") then
-    argerror("new", 1, ("base_url must be an http:// or https:// URL, got %s"):format(shown(base_url)))
+  -- paths are appended to base_url: after a '?' or '#' they would not be the path
+  if not base_url:match("^https?://[^/]") or base_url:find("[%z%s%c?#]") then
+    argerror("new", 1, ("base_url must be an http:// or https:// URL without '?' or '#', got %s")
+      :format(shown(base_url:gsub("//([^/@]*)@", "//***@"))))
   end
   return core.new{
     api_key = api_key,

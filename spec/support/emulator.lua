@@ -34,7 +34,7 @@ local SIGNATURE = "sig-abc"
 local AWKWARD_PREFIX = "h\195\169llo w\195\182rld \226\156\147 \240\159\152\128 "
 
 local REASONS = {
-  [100] = "Continue", [200] = "OK", [301] = "Moved Permanently", [302] = "Found",
+  [100] = "Continue", [200] = "OK", [201] = "Created", [301] = "Moved Permanently", [302] = "Found",
   [303] = "See Other", [307] = "Temporary Redirect", [308] = "Permanent Redirect",
   [400] = "Bad Request", [401] = "Unauthorized",
   [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
@@ -793,6 +793,39 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --                            metadata holds it 24 tables deep), html (502 page), stream (two
 --                            chunks, then an error event holding it; non-streamed: as api)
 --
+-- Audio and API keys (spec/emulator_routes_spec.lua), by endpoint:
+--   POST /audio/speech       SpeechRequest: model and input required, voice a non-empty string
+--                            when given, response_format mp3 or pcm (default pcm), else 400.
+--                            200: raw audio, Transfer-Encoding: chunked, X-Generation-Id;
+--                            Content-Type audio/mpeg (mp3: an ID3 tag and an MPEG frame header
+--                            first) or audio/pcm (pcm: 16-bit LE samples 0, 32767, -32767, 0
+--                            first). Then per input byte b one sample: b, (b + 128) % 256, the
+--                            input 8 times over; 4 HTTP chunks 5 ms apart. Models:
+--     emulator/speech-slow:<ms>   the same, <ms> between the chunks
+--     emulator/speech-big:<bytes> exactly <bytes> bytes of that sequence, in 64 KiB chunks
+--     emulator/<other>, missing/<x>   400 "... is not a valid model ID"
+--   POST /audio/transcriptions  application/json STTRequest (input_audio.data: strict base64,
+--                            input_audio.format) or multipart/form-data (a `file` part whose
+--                            filename or audio/* Content-Type names it; model, language,
+--                            response_format, temperature, timestamp_granularities[] fields).
+--                            200 STTResponse: text "Transcribed <n> bytes of <format or
+--                            filename>: <first 16 bytes in hex>", usage (the audio counted as
+--                            16 kHz 16-bit mono); verbose_json adds task, language, duration,
+--                            segments (and words when timestamp_granularities has "word").
+--                            400: another Content-Type, no boundary, a malformed multipart
+--                            body, no file or model, bad base64, empty audio, bad fields
+--   GET, POST /keys; GET, PATCH, DELETE /keys/{hash}   key provisioning, for a management key
+--                            only: one starting with "sk-or-mgmt-" (GET /key says
+--                            is_management_key = true for it); any other gets 403 "Only
+--                            management keys can perform this operation". Keys live in the
+--                            server until POST /_emulator/reset; hash and key are 64 hex
+--                            digits fixed by the order of creation (the nth key after a reset
+--                            is always the same). POST answers 201 { data, key } (the only
+--                            time `key` is sent), GET /keys { data = [...] } (the default
+--                            workspace unless ?workspace_id=, disabled keys only with
+--                            ?include_disabled=true, ?offset=N), DELETE { deleted = true };
+--                            404 for an unknown hash, 400 for a body the description refuses
+--
 -- `pattern` matches the text after "emulator/<name>:" (default: nothing); its captures are
 -- passed to `run` after the request context.
 local SCENARIOS = {}
@@ -1240,6 +1273,52 @@ SCENARIOS["echo-key"] = { pattern = "^(%a+)$", run = function(ctx, where)
   end)
 end }
 
+-- Hostile numbers, broken encodings and oversized headers (spec/error_kinds_spec.lua).
+
+-- Number texts a server may put where an integer belongs. "NaN" is not JSON, but lua-cjson
+-- decodes it (decode_invalid_numbers is on by default), so a client must survive it.
+local HOSTILE_NUMBERS = { int32 = "2147483648", huge = "1e300", nan = "NaN", neg = "-1",
+  frac = "0.5" }
+
+-- A stream whose second chunk has a hostile choice index and whose third has a hostile tool
+-- call index (choice 0), between ordinary chunks: raw text, since cjson cannot write NaN.
+SCENARIOS["hostile-index"] = { pattern = "^(%a+%d*)$", run = function(ctx, which)
+  local number = HOSTILE_NUMBERS[which]
+  if not number or not ctx.stream then return invalid_model(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    local hostile_choice = json_encode(chunk(ctx, { content = "lost " }))
+    sse.emit_raw("data: " .. hostile_choice:gsub('"index":0', '"index":' .. number, 1) .. "\n\n")
+    local call = { index = 7, id = "call_h", type = "function",
+      ["function"] = { name = "f", arguments = "{}" } }
+    local hostile_call = json_encode(chunk(ctx, { tool_calls = { call } }))
+    sse.emit_raw("data: " .. hostile_call:gsub('"index":7', '"index":' .. number, 1) .. "\n\n")
+    sse.data(chunk(ctx, { content = "kept" }))
+    stream_ending(ctx, sse)
+  end)
+end }
+
+-- A 400 whose error code is a hostile number (streamed or not: the error comes first).
+SCENARIOS["hostile-code"] = { pattern = "^(%a+%d*)$", run = function(ctx, which)
+  local number = HOSTILE_NUMBERS[which]
+  if not number then return invalid_model(ctx) end
+  respond(ctx.conn, 400, "application/json",
+    '{"error":{"code":' .. number .. ',"message":"hostile code"}}')
+end }
+
+-- A 200 marked gzip whose body is a gzip header followed by bytes that do not inflate.
+SCENARIOS["gzip-corrupt"] = { run = function(ctx)
+  respond(ctx.conn, 200, ctx.stream and "text/event-stream" or "application/json",
+    "\31\139\8\0\0\0\0\0\0\3" .. string.rep("not deflate data ", 8),
+    { { "Content-Encoding", "gzip" }, { "X-Generation-Id", ctx.id } })
+end }
+
+-- An ordinary answer, after one response header of n bytes.
+SCENARIOS["huge-header"] = { pattern = "^(%d+)$", run = function(ctx, n)
+  respond(ctx.conn, 200, "application/json", json_encode(completion_body(ctx)),
+    { { "X-Emulator-Filler", string.rep("f", tonumber(n)) }, { "X-Generation-Id", ctx.id } })
+end }
+
 -- The scenario for `model` and the captures of its arguments; nil for an unknown model.
 local function pick_scenario(model)
   if model:find("^missing/") then return nil end
@@ -1457,14 +1536,21 @@ local function parse_query(query)
   return out
 end
 
+-- A management key (keys, workspaces, guardrails...): in the emulator, one whose text starts
+-- with "sk-or-mgmt-".
+local function is_management_key(key)
+  return key:sub(1, 11) == "sk-or-mgmt-"
+end
+
 local function key_info(key)
+  local management = is_management_key(key)
   local label = #key > 16 and (key:sub(1, 12) .. "..." .. key:sub(-3)) or "sk-or-..."
   return { data = {
     label = label, limit = 100, limit_remaining = 74.5, limit_reset = "monthly",
     include_byok_in_limit = false, usage = 25.5, usage_daily = 1.25, usage_weekly = 7.5,
     usage_monthly = 25.5, byok_usage = 0, byok_usage_daily = 0, byok_usage_weekly = 0,
-    byok_usage_monthly = 0, is_free_tier = false, is_management_key = false,
-    is_provisioning_key = false, expires_at = null, creator_user_id = "user_emulator",
+    byok_usage_monthly = 0, is_free_tier = false, is_management_key = management,
+    is_provisioning_key = management, expires_at = null, creator_user_id = "user_emulator",
     rate_limit = { requests = 1000, interval = "1h",
                    note = "This field is deprecated and safe to ignore." },
   } }
@@ -1563,6 +1649,487 @@ local API_PATTERNS = {
 }
 
 ---------------------------------------------------------------------------------------------
+-- Audio (text to speech, speech to text) and API key provisioning: POST /audio/speech, POST
+-- /audio/transcriptions, /keys and /keys/{hash} (spec/emulator_routes_spec.lua)
+---------------------------------------------------------------------------------------------
+
+local function bad_request(conn, message)
+  respond_json(conn, 400, error_body(400, message))
+end
+
+-- The decoded JSON object of the request, or nil after answering 400.
+local function json_object_body(conn, req)
+  if type(req.json) ~= "table" or not req.body:find("^%s*{") then
+    bad_request(conn, "Invalid request body: expected a JSON object")
+    return nil
+  end
+  return req.json
+end
+
+-- The model's problem as a 400 answer (true), or nil when the id is one to accept.
+local function refuse_model(conn, model)
+  if type(model) ~= "string" or model == "" then
+    bad_request(conn, "model: Required")
+    return true
+  end
+  if model:find("^missing/") then
+    bad_request(conn, model .. " is not a valid model ID")
+    return true
+  end
+end
+
+-- POST /audio/speech. The Content-Type is what OpenRouter's description says it sends:
+-- audio/mpeg for mp3, audio/pcm for pcm (raw 16-bit little-endian samples, no header: not
+-- audio/L16, whose samples are big-endian by RFC 2586, nor audio/wav, which has a header).
+-- The body is `lead` then the input's unit over and over: deterministic, with NUL and high
+-- bytes, so a client that treats it as a C string or as text loses bytes.
+local SPEECH_FORMATS = {
+  -- an ID3v2.4 tag of size 0, then an MPEG-1 Layer III frame header (128 kbit/s, 44.1 kHz)
+  mp3 = { content_type = "audio/mpeg", lead = "ID3\4\0\0\0\0\0\0\255\251\144\100" },
+  -- four samples: 0, 32767, -32767, 0
+  pcm = { content_type = "audio/pcm", lead = "\0\0\255\127\1\128\0\0" },
+}
+local SPEECH_REPEAT = 8 -- a default body holds the unit this many times after the lead
+local SPEECH_CHUNKS = 4 -- and goes out in this many HTTP chunks
+local SPEECH_DELAY = 0.005 -- seconds apart
+local SPEECH_BIG_CHUNK = 65536 -- emulator/speech-big: chunks of this size, back to back
+
+-- One 16-bit sample per byte of the input: the byte, then the byte + 128 (mod 256). An empty
+-- input counts as one NUL byte.
+local function speech_unit(input)
+  if input == "" then input = "\0" end
+  local out = {}
+  for i = 1, #input do
+    local b = input:byte(i)
+    out[i] = string.char(b, (b + 128) % 256)
+  end
+  return table.concat(out)
+end
+
+-- Writes bytes [0, total) of lead .. unit .. unit .. as chunks of piece_size bytes, `delay`
+-- seconds apart when given, then the last chunk. The body is never built whole.
+local function write_speech(conn, lead, unit, total, piece_size, delay)
+  local block = string.rep(unit, math.ceil(piece_size / #unit) + 1)
+  local sent = 0
+  while sent < total do
+    local size = math.min(piece_size, total - sent)
+    local head = sent < #lead and lead:sub(sent + 1, math.min(#lead, sent + size)) or ""
+    local offset = (sent + #head - #lead) % #unit
+    if delay and sent > 0 then sleep(delay) end
+    write_chunk(conn, head .. block:sub(offset + 1, offset + size - #head))
+    sent = sent + size
+  end
+  write(conn, "0\r\n\r\n")
+end
+
+local function audio_speech(conn, req)
+  if not authenticate(conn, req) then return end
+  local body = json_object_body(conn, req)
+  if not body or refuse_model(conn, body.model) then return end
+  if type(body.input) ~= "string" then return bad_request(conn, "input: Required") end
+  if body.voice ~= nil and (type(body.voice) ~= "string" or body.voice == "") then
+    return bad_request(conn, "voice: must be a non-empty string")
+  end
+  local format = body.response_format
+  if format == nil then format = "pcm" end -- the description's default
+  if not SPEECH_FORMATS[format] then
+    return bad_request(conn, "response_format: must be one of mp3, pcm")
+  end
+  if body.speed ~= nil and type(body.speed) ~= "number" then
+    return bad_request(conn, "speed: must be a number")
+  end
+  local lead, unit = SPEECH_FORMATS[format].lead, speech_unit(body.input)
+  local total = #lead + SPEECH_REPEAT * #unit
+  local piece_size, delay = math.ceil(total / SPEECH_CHUNKS), SPEECH_DELAY
+  local name, arg = body.model:match("^emulator/([%w%-]+):?(.*)$")
+  if name == "speech-slow" and arg:match("^%d+$") then
+    delay = tonumber(arg) / 1000
+  elseif name == "speech-big" and arg:match("^%d+$") then
+    total, piece_size, delay = tonumber(arg), SPEECH_BIG_CHUNK, nil
+  elseif name then
+    return bad_request(conn, body.model .. " is not a valid model ID")
+  end
+  write(conn, response_head(conn, 200, {
+    { "Content-Type", SPEECH_FORMATS[format].content_type }, { "Transfer-Encoding", "chunked" },
+    { "X-Generation-Id", new_generation_id() },
+  }))
+  write_speech(conn, lead, unit, total, piece_size, delay)
+end
+
+-- POST /audio/transcriptions: JSON (input_audio: base64 data and format) or an OpenAI-style
+-- multipart/form-data upload (a `file` part, `model` and other fields).
+
+local BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local BASE64 = {}
+for i = 1, #BASE64_ALPHABET do BASE64[BASE64_ALPHABET:byte(i)] = i - 1 end
+
+-- Strict base64 (RFC 4648, padded, no whitespace): the bytes, or nil.
+local function base64_decode(s)
+  if #s % 4 ~= 0 or not s:find("^[%w+/]*=?=?$") then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local a, b, c, d = s:byte(i, i + 3)
+    local pad = (c == 61 and 2) or (d == 61 and 1) or 0 -- 61 is "="
+    a, b, c, d = BASE64[a], BASE64[b], pad == 2 and 0 or BASE64[c], pad > 0 and 0 or BASE64[d]
+    if not (a and b and c and d) then return nil end
+    local n = a * 262144 + b * 4096 + c * 64 + d
+    local x, y, z = math.floor(n / 65536), math.floor(n / 256) % 256, n % 256
+    out[#out + 1] = pad == 2 and string.char(x) or pad == 1 and string.char(x, y)
+      or string.char(x, y, z)
+  end
+  return table.concat(out)
+end
+
+-- The media type of a header value ("multipart/form-data; boundary=x" -> "multipart/form-data")
+-- and its parameters, names lowercased, quoted values unquoted (RFC 7230 quoted-string).
+local function header_params(value)
+  local semi = value:find(";", 1, true) or #value + 1
+  local kind = value:sub(1, semi - 1):match("^%s*(.-)%s*$"):lower()
+  local params, pos = {}, semi
+  while pos <= #value do
+    local _, e, key = value:find("^;%s*([^=;%s]+)%s*=%s*", pos)
+    local v
+    if not e then
+      v, pos = nil, pos + 1
+    elseif value:sub(e + 1, e + 1) == '"' then
+      local buf, i = {}, e + 2
+      while i <= #value and value:sub(i, i) ~= '"' do
+        if value:sub(i, i) == "\\" then i = i + 1 end
+        buf[#buf + 1] = value:sub(i, i)
+        i = i + 1
+      end
+      v, pos = table.concat(buf), i + 1
+    else
+      v = value:match("^[^;]*", e + 1)
+      pos = e + 1 + #v
+      v = v:match("^(.-)%s*$")
+    end
+    if v then params[key:lower()] = v end
+    pos = value:find(";", pos, true) or #value + 1
+  end
+  return kind, params
+end
+
+-- The parts of a multipart body (RFC 2046 5.1.1, RFC 7578): a list of { headers = { lowercased
+-- name = value }, content = bytes }, or nil, reason. Binary-safe: only the delimiter line
+-- ("\r\n--boundary") ends a part's content.
+local function parse_multipart(body, boundary)
+  local delimiter = "--" .. boundary
+  local first = body:find(delimiter, 1, true)
+  if not first or (first > 1 and body:sub(first - 2, first - 1) ~= "\r\n") then
+    return nil, "no multipart boundary in the body"
+  end
+  local parts, pos = {}, first + #delimiter
+  while true do
+    if body:sub(pos, pos + 1) == "--" then return parts end -- the close delimiter
+    local eol = body:find("\r\n", pos, true)
+    if not eol or not body:sub(pos, eol - 1):find("^[ \t]*$") then
+      return nil, "malformed multipart delimiter line"
+    end
+    pos = eol + 2
+    local headers, content_start = {}, pos + 2
+    if body:sub(pos, pos + 1) ~= "\r\n" then
+      local head_end = body:find("\r\n\r\n", pos, true)
+      if not head_end then return nil, "unterminated part headers" end
+      for line in (body:sub(pos, head_end - 1) .. "\r\n"):gmatch("(.-)\r\n") do
+        local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
+        if not name then return nil, "malformed part header" end
+        headers[name:lower()] = value
+      end
+      content_start = head_end + 4
+    end
+    local close = body:find("\r\n" .. delimiter, content_start, true)
+    if not close then return nil, "unterminated multipart body" end
+    parts[#parts + 1] = { headers = headers, content = body:sub(content_start, close - 1) }
+    pos = close + 2 + #delimiter
+  end
+end
+
+-- The request's fields and audio from a multipart/form-data body: { model=, language=, ...,
+-- timestamp_granularities = {...}, audio = bytes, label = filename or format }, or nil, reason.
+local function multipart_transcription(req, boundary)
+  local parts, problem = parse_multipart(req.body, boundary)
+  if not parts then return nil, problem end
+  local fields = { timestamp_granularities = {} }
+  for _, part in ipairs(parts) do
+    local disposition = part.headers["content-disposition"]
+    local kind, params = header_params(disposition or "")
+    if kind ~= "form-data" or not params.name then
+      return nil, "every part needs Content-Disposition: form-data; name=..."
+    end
+    if params.name == "file" then
+      local media = header_params(part.headers["content-type"] or "")
+      fields.audio = part.content
+      fields.label = params.filename or media:match("^audio/(.+)$")
+    elseif params.name == "timestamp_granularities[]" then
+      table.insert(fields.timestamp_granularities, part.content)
+    elseif params.name == "temperature" then
+      fields.temperature = tonumber(part.content) or part.content
+    else
+      fields[params.name] = part.content
+    end
+  end
+  if fields.audio == nil then return nil, "file: Required" end
+  if not fields.label then
+    return nil, "file: the audio format comes from the filename or an audio/* Content-Type"
+  end
+  return fields
+end
+
+-- The same from a JSON body (STTRequest), or nil, reason.
+local function json_transcription(req)
+  local body = req.json
+  if type(body) ~= "table" or not req.body:find("^%s*{") then
+    return nil, "Invalid request body: expected a JSON object"
+  end
+  local input = body.input_audio
+  if type(input) ~= "table" or type(input.data) ~= "string" or type(input.format) ~= "string" then
+    return nil, "input_audio: Required (an object with data and format strings)"
+  end
+  local audio = base64_decode(input.data)
+  if not audio then return nil, "input_audio.data: invalid base64" end
+  local fields = {}
+  for k, v in pairs(body) do fields[k] = v end
+  fields.audio, fields.label = audio, input.format
+  if fields.timestamp_granularities == nil then fields.timestamp_granularities = {} end
+  return fields
+end
+
+local STT_GRANULARITIES = { word = true, segment = true }
+
+-- The reason the fields are unusable, or nil.
+local function invalid_transcription(f)
+  if type(f.model) ~= "string" or f.model == "" then return "model: Required" end
+  if #f.audio == 0 then return "the audio is empty" end
+  if f.language ~= nil and type(f.language) ~= "string" then return "language: must be a string" end
+  if f.temperature ~= nil and type(f.temperature) ~= "number" then
+    return "temperature: must be a number"
+  end
+  if f.response_format ~= nil and f.response_format ~= "json"
+      and f.response_format ~= "verbose_json" then
+    return "response_format: must be one of json, verbose_json"
+  end
+  if type(f.timestamp_granularities) ~= "table" then
+    return "timestamp_granularities: must be an array"
+  end
+  for _, g in ipairs(f.timestamp_granularities) do
+    if not STT_GRANULARITIES[g] then return "timestamp_granularities: word or segment" end
+  end
+end
+
+-- STTResponse: the text names the audio's size, its format or filename, and its first 16
+-- bytes in hex; the audio is taken as 16 kHz 16-bit mono (32000 bytes a second).
+local function transcription_body(f)
+  local hex = f.audio:sub(1, 16):gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  local text = string.format("Transcribed %d bytes of %s: %s", #f.audio, f.label, hex)
+  local seconds = math.floor(#f.audio / 32 + 0.5) / 1000
+  local input_tokens, output_tokens = math.max(1, math.ceil(#f.audio / 320)), count_words(text)
+  local body = { text = text, usage = { cost = seconds * 0.0001, input_tokens = input_tokens,
+    output_tokens = output_tokens, total_tokens = input_tokens + output_tokens,
+    seconds = seconds } }
+  if f.response_format ~= "verbose_json" then return body end
+  body.task, body.language, body.duration = "transcribe", f.language or "english", seconds
+  local words, n = {}, count_words(text)
+  for word in text:gmatch("%S+") do
+    local i = #words
+    words[i + 1] = { word = word, start = seconds * i / n, ["end"] = seconds * (i + 1) / n }
+  end
+  body.segments = { { id = 0, seek = 0, start = 0, ["end"] = seconds, text = text,
+    tokens = { 50364, 2425, 456 }, temperature = f.temperature or 0, avg_logprob = -0.25,
+    compression_ratio = 1, no_speech_prob = 0 } }
+  for _, g in ipairs(f.timestamp_granularities) do
+    if g == "word" then body.words = words end
+  end
+  return body
+end
+
+local function audio_transcriptions(conn, req)
+  if not authenticate(conn, req) then return end
+  local media, params = header_params(req.headers["content-type"] or "")
+  local fields, problem
+  if media == "application/json" then
+    fields, problem = json_transcription(req)
+  elseif media == "multipart/form-data" then
+    if not params.boundary or params.boundary == "" then
+      return bad_request(conn, "multipart/form-data without a boundary")
+    end
+    fields, problem = multipart_transcription(req, params.boundary)
+  else
+    return bad_request(conn, "Unsupported Content-Type " .. (req.headers["content-type"]
+      or "(none)") .. ": send application/json or multipart/form-data")
+  end
+  problem = problem or invalid_transcription(fields)
+  if problem then return bad_request(conn, problem) end
+  if refuse_model(conn, fields.model) then return end
+  respond_json(conn, 200, transcription_body(fields), { { "X-Generation-Id", new_generation_id() } })
+end
+
+-- API key provisioning: a management key (sk-or-mgmt-...) only; keys live per server until
+-- POST /_emulator/reset. Hashes and secrets are deterministic from the order of creation.
+local DEFAULT_WORKSPACE = "0df9e665-d932-5740-b2c7-b52af166bc11"
+local LIMIT_RESETS = { daily = true, weekly = true, monthly = true }
+
+-- 64 hex digits from `text`: an id, not a cryptographic hash. Integer-exact on every Lua.
+local function hex_id(text)
+  local words = {}
+  for w = 1, 8 do
+    local h = 2166136261 + w
+    for i = 1, #text do h = (h * 131 + text:byte(i) + w) % 4294967296 end
+    for _ = 1, 4 do h = (h * 131 + 7 * w) % 4294967296 end
+    words[w] = string.format("%08x", h)
+  end
+  return table.concat(words)
+end
+
+local function iso_now()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+local function key_store(server)
+  if not server.keys then server.keys = { list = {}, by_hash = {}, count = 0 } end
+  return server.keys
+end
+
+-- The key of a request that may manage keys, or nil after answering 401 or 403.
+local function management_key(conn, req)
+  local key = authenticate(conn, req)
+  if not key then return nil end
+  if not is_management_key(key) then
+    respond_json(conn, 403, error_body(403, "Only management keys can perform this operation"))
+    return nil
+  end
+  return key
+end
+
+local function nullable(value, kind)
+  return value == nil or value == null or type(value) == kind
+end
+
+-- The reason a create (POST) or update (PATCH) body is unusable, or nil.
+local function invalid_key_fields(body, creating)
+  if creating and (type(body.name) ~= "string" or body.name == "") then
+    return "name: Required (a non-empty string)"
+  end
+  if not creating and body.name ~= nil and type(body.name) ~= "string" then
+    return "name: must be a string"
+  end
+  if not nullable(body.limit, "number") then return "limit: must be a number or null" end
+  if not (nullable(body.limit_reset, "nil") or LIMIT_RESETS[body.limit_reset]) then
+    return "limit_reset: must be daily, weekly, monthly or null"
+  end
+  if body.include_byok_in_limit ~= nil and type(body.include_byok_in_limit) ~= "boolean" then
+    return "include_byok_in_limit: must be a boolean"
+  end
+  if creating then
+    local expires = body.expires_at
+    if not (nullable(expires, "nil") or (type(expires) == "string"
+        and expires:find("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.?%d*Z$"))) then
+      return "expires_at: must be an ISO 8601 UTC timestamp (ending in Z) or null"
+    end
+    if not (nullable(body.creator_user_id, "nil") or (type(body.creator_user_id) == "string"
+        and body.creator_user_id ~= "")) then
+      return "creator_user_id: must be a non-empty string or null"
+    end
+    if body.workspace_id ~= nil and type(body.workspace_id) ~= "string" then
+      return "workspace_id: must be a string"
+    end
+  elseif body.disabled ~= nil and type(body.disabled) ~= "boolean" then
+    return "disabled: must be a boolean"
+  end
+end
+
+local function new_key(store, body)
+  store.count = store.count + 1
+  local secret = "sk-or-v1-" .. hex_id("emulator-secret-" .. store.count)
+  local limit = type(body.limit) == "number" and body.limit or null
+  local record = {
+    hash = hex_id("emulator-key-" .. store.count), name = body.name,
+    label = secret:sub(1, 12) .. "..." .. secret:sub(-4), disabled = false,
+    limit = limit, limit_remaining = limit,
+    limit_reset = type(body.limit_reset) == "string" and body.limit_reset or null,
+    include_byok_in_limit = body.include_byok_in_limit == true,
+    usage = 0, usage_daily = 0, usage_weekly = 0, usage_monthly = 0,
+    byok_usage = 0, byok_usage_daily = 0, byok_usage_weekly = 0, byok_usage_monthly = 0,
+    created_at = iso_now(), updated_at = null,
+    expires_at = type(body.expires_at) == "string" and body.expires_at or null,
+    creator_user_id = type(body.creator_user_id) == "string" and body.creator_user_id
+      or "user_emulator",
+    workspace_id = body.workspace_id or DEFAULT_WORKSPACE,
+  }
+  store.list[#store.list + 1] = record
+  store.by_hash[record.hash] = record
+  return record, secret
+end
+
+-- GET /keys (?include_disabled=true|false, ?offset=N, ?workspace_id=) and POST /keys.
+local function keys_collection(conn, req)
+  if not management_key(conn, req) then return end
+  local store = key_store(conn.server)
+  if req.method == "POST" then
+    local body = json_object_body(conn, req)
+    if not body then return end
+    local problem = invalid_key_fields(body, true)
+    if problem then return bad_request(conn, problem) end
+    local record, secret = new_key(store, body)
+    return respond_json(conn, 201, { data = record, key = secret })
+  end
+  local query = parse_query(req.query)
+  local include_disabled = query.include_disabled
+  if include_disabled ~= nil and include_disabled ~= "true" and include_disabled ~= "false" then
+    return bad_request(conn, "include_disabled: must be true or false")
+  end
+  if query.offset ~= nil and not query.offset:match("^%d+$") then
+    return bad_request(conn, "offset: must be an integer >= 0")
+  end
+  local workspace, data = query.workspace_id or DEFAULT_WORKSPACE, {}
+  for _, record in ipairs(store.list) do
+    if record.workspace_id == workspace and (include_disabled == "true" or not record.disabled) then
+      data[#data + 1] = record
+    end
+  end
+  local page = {}
+  for i = tonumber(query.offset or "0") + 1, #data do page[#page + 1] = data[i] end
+  respond_json(conn, 200, { data = json_array(page) })
+end
+
+-- GET, PATCH and DELETE /keys/{hash}.
+local function key_by_hash(conn, req, hash)
+  if not management_key(conn, req) then return end
+  local store = key_store(conn.server)
+  local record = store.by_hash[hash]
+  if not record then return respond_json(conn, 404, error_body(404, "Key not found")) end
+  if req.method == "GET" then return respond_json(conn, 200, { data = record }) end
+  if req.method == "DELETE" then
+    store.by_hash[hash] = nil
+    for i, r in ipairs(store.list) do
+      if r == record then table.remove(store.list, i) break end
+    end
+    return respond_json(conn, 200, { deleted = true })
+  end
+  local body = json_object_body(conn, req)
+  if not body then return end
+  local problem = invalid_key_fields(body, false)
+  if problem then return bad_request(conn, problem) end
+  if body.name ~= nil then record.name = body.name end
+  if body.disabled ~= nil then record.disabled = body.disabled end
+  if body.include_byok_in_limit ~= nil then
+    record.include_byok_in_limit = body.include_byok_in_limit
+  end
+  if body.limit ~= nil then
+    record.limit = body.limit
+    record.limit_remaining = body.limit == null and null or body.limit - record.usage
+  end
+  if body.limit_reset ~= nil then record.limit_reset = body.limit_reset end
+  record.updated_at = iso_now()
+  respond_json(conn, 200, { data = record })
+end
+
+API["/audio/speech"] = { method = "POST", handler = audio_speech }
+API["/audio/transcriptions"] = { method = "POST", handler = audio_transcriptions }
+API["/keys"] = { method = "GET, POST", handler = keys_collection }
+API_PATTERNS[#API_PATTERNS + 1] = { "^/keys/([^/]+)$", "GET, PATCH, DELETE", key_by_hash }
+
+---------------------------------------------------------------------------------------------
 -- Control endpoints (not recorded)
 ---------------------------------------------------------------------------------------------
 
@@ -1573,6 +2140,7 @@ local CONTROL = {
   reset = { method = "POST", handler = function(conn)
     local server = conn.server
     server.log, server.seq, server.fail_counts, server.generations = {}, 0, {}, {}
+    server.keys = nil -- the keys made by POST /keys
     respond_json(conn, 200, { ok = true })
   end },
   shutdown = { method = "POST", handler = function(conn)
@@ -1612,7 +2180,9 @@ local function dispatch(conn, req, routes, name)
   if not route then
     return respond_json(conn, 404, error_body(404, "Not Found"))
   end
-  if req.method ~= route.method then
+  -- route.method: a method, or several as in an Allow header ("GET, POST"), whose handler
+  -- looks at req.method itself
+  if not (", " .. route.method .. ", "):find(", " .. req.method .. ", ", 1, true) then
     return respond_json(conn, 405, error_body(405, "Method Not Allowed"),
                         { { "Allow", route.method } })
   end

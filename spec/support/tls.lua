@@ -11,6 +11,8 @@
 --
 --   tls.start(emu, { names = "DNS:example.invalid" })  -- a certificate for other names, same CA
 --   tls.other_ca()                     -- a CA that signed nothing here (PEM path)
+--   local cert, key, ca_file, release = tls.certificate()  -- for a TLS server of another kind
+--                                      -- (spec/support/nginx.lua); release() when it stops
 --
 -- The certificates are made once per load of this module (busted loads it again for each spec
 -- file) into a private temp dir, which is removed when the last front stops.
@@ -93,6 +95,25 @@ local function release()
   if state.fronts <= 0 then
     spawn.remove_tree(state.dir)
     state = nil
+  end
+end
+
+-- A server certificate signed by the test CA, for a TLS server other than socat: cert and key
+-- paths, the CA's path, and release(), to call once that server stopped (the files go away
+-- with the last user). Idempotent release.
+function M.certificate(names)
+  local s = ensure_state()
+  s.fronts = s.fronts + 1
+  local ok, cert, key = pcall(server_cert, names or DEFAULT_NAMES)
+  if not ok then
+    release()
+    error(cert, 2)
+  end
+  local released = false
+  return cert, key, s.ca_file, function()
+    if released then return end
+    released = true
+    release()
   end
 end
 
