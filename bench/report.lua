@@ -23,6 +23,8 @@ local CONTENDERS = {
   { id = "limit", label = "limit (C, libcurl)" },
   { id = "or54", label = "**openrouter (lua5.4)**" },
   { id = "orjit", label = "**openrouter (luajit)**" },
+  { id = "base54", label = "openrouter baseline (lua5.4)" },
+  { id = "basejit", label = "openrouter baseline (luajit)" },
   { id = "cjson54", label = "cjson ceiling (lua5.4)" },
   { id = "cjsonjit", label = "cjson ceiling (luajit)" },
   { id = "curl", label = "curl CLI per request (lua5.4)" },

@@ -1,4 +1,4 @@
--- Failures named for what they are (issue 11, defects 7 and 8; DESIGN.md "Errors",
+-- Failures named for what they are (issue 11, defects 7 and 8; README "Errors",
 -- "Reliability"): a body that does not inflate is a decode failure, not a network one; a
 -- process out of file descriptors says so and is not retried; an oversized response header
 -- is not "Out of memory"; and hostile numbers where the protocol has integers (a chunk's choice or tool call index, an

@@ -1,4 +1,4 @@
--- Run-time errors (DESIGN.md "Errors"): every kind ("network", "timeout", "api", "http",
+-- Run-time errors (README, "Errors"): every kind ("network", "timeout", "api", "http",
 -- "decode") and every error-body shape the emulator serves, blocking and streamed where it
 -- applies. Each error is checked for its fields, a one-line tostring, is_error, the API key
 -- never leaking, and the client staying usable afterwards.

@@ -1,4 +1,4 @@
--- Retries (DESIGN.md "Reliability"): which failures are retried, how many times, honouring
+-- Retries (README, "Reliability"): which failures are retried, how many times, honouring
 -- Retry-After, and what is never retried. The emulator's request log is the ground truth:
 -- each test counts the requests it recorded for the test's model.
 local openrouter = require("openrouter")

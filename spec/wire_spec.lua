@@ -1,5 +1,5 @@
 -- What goes on the wire is the library's, whatever the caller passes (issue 11, defects 5 and
--- 9; DESIGN.md "Security invariants"): an id never takes the key to another path, caller
+-- 9; doc/design.md "Security invariants"): an id never takes the key to another path, caller
 -- headers never change how a request is framed, base_url is a prefix of every path, header
 -- lines with line breaks never reach libcurl (core.new checks them too, not only the Lua
 -- layer), tostring(client) shows no password, and core.new takes every number the Lua layer
