@@ -317,6 +317,8 @@ static int on_event(void *ud, const char *type, size_t type_len, const char *dat
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_acc);
   failed = or_stream_absorb(L, -1, chunk, r->events == 1, r->action == OR_ACTION_COMPLETION);
   lua_pop(L, 1);
+  /* an error event reaches on_chunk too: without the key, as the error will be */
+  if (failed) or_error_scrub(L, chunk, r->session->api_key.data, r->session->api_key.len);
   if (r->ref_on_chunk != LUA_NOREF) {
     if (r->ref_pending != LUA_NOREF) {
       /* coalescing: hold the chunk back until `coalesce` seconds passed since the
@@ -796,8 +798,8 @@ or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
   }
 with_partial:
   err = lua_gettop(L);
+  set_partial(L, r, err);  /* first: set_common scrubs the key out of the partial too */
   set_common(L, r, err);
-  set_partial(L, r, err);
   if (r->abort_reason != OR_ABORT_CANCELLED && should_retry(L, r, err, rc, &wait)) {
     lua_pop(L, 1);
     r->retry_at = or_monotonic() + wait;
