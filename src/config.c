@@ -45,6 +45,39 @@ static void easy_defaults(or_client *s, CURL *e) {
   }
 }
 
+/* Whether a header line sets Authorization (any case). */
+static int is_authorization(const char *line) {
+  static const char name[] = "authorization";
+  size_t i;
+  for (i = 0; i < sizeof name - 1; i++)
+    if ((line[i] | 0x20) != name[i]) return 0;  /* letters only: | 0x20 lowers them */
+  return line[i] == ':';
+}
+
+/* Puts "Authorization: Bearer <key>" first in s->headers, unless a line of the
+** caller's sets Authorization. Made here, not in Lua: a Lua string holding the
+** key can never be wiped, this buffer and the list item can (the item by
+** or_slist_free_secure when the client closes). Returns 0 when out of memory. */
+static int add_bearer_line(or_client *s) {
+  static const char prefix[] = "Authorization: Bearer ";
+  struct curl_slist *item;
+  or_buffer line;
+  if (s->api_key.len == 0) return 1;
+  for (item = s->headers; item; item = item->next)
+    if (is_authorization(item->data)) return 1;
+  or_buffer_init(&line);
+  /* one allocation: growing would leave a copy of the key in the old block */
+  if (or_buffer_reserve(&line, sizeof prefix - 1 + s->api_key.len) != 0) return 0;
+  or_buffer_append(&line, prefix, sizeof prefix - 1);
+  or_buffer_append(&line, s->api_key.data, s->api_key.len);
+  item = curl_slist_append(NULL, line.data);
+  or_buffer_free_secure(&line);
+  if (!item) return 0;
+  item->next = s->headers;
+  s->headers = item;
+  return 1;
+}
+
 CURL *or_client_take_easy(or_client *s) {
   CURL *e;
   if (s->easy_count > 0) return s->easy_pool[--s->easy_count];
@@ -244,6 +277,7 @@ static void configure_headers(lua_State *L, or_client *c, int cfg) {
   lua_getfield(L, cfg, "header_lines");
   opt_header_lines(L, c);
   lua_pop(L, 1);
+  if (!add_bearer_line(c)) luaL_error(L, "not enough memory");
   for (post = 0; post < 2; post++)
     for (stream = 0; stream < 2; stream++) {
       c->request_headers[post][stream] = build_request_headers(c, post, stream);

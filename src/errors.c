@@ -225,43 +225,153 @@ void or_error_fill_api(lua_State *L, int err, int body) {
   lua_settop(L, top);
 }
 
-/* Pushes s with every occurrence of key replaced. */
-static void push_scrubbed(lua_State *L, const char *s, const char *key, size_t keylen) {
-  luaL_Buffer b;
-  const char *hit;
-  luaL_buffinit(L, &b);
-  while ((hit = strstr(s, key)) != NULL) {
-    luaL_addlstring(&b, s, (size_t)(hit - s));
-    luaL_addstring(&b, "[redacted]");
-    s = hit + keylen;
+/* Bytes a reader does not see between two characters of the key: or_body_snippet
+** and tostring turn line breaks and runs of spaces into one space, a terminal shows
+** nothing for NUL and most control characters. A key broken by them still reads as
+** the key, so it is matched across them. */
+static int is_gap(unsigned char c) {
+  return c <= 0x20 || c == 0x7f;
+}
+
+/* How many bytes of s, from its start, spell key[0..want) with gaps between its
+** characters (none before the first); 0 when they do not. *got: characters matched. */
+static size_t spell(const char *s, size_t len, const char *key, size_t want, size_t *got) {
+  size_t i = 0, j = 0;
+  while (j < want && i < len) {
+    if (s[i] == key[j]) {
+      i++;
+      j++;
+    } else if (j > 0 && is_gap((unsigned char)s[i])) {
+      i++;
+    } else {
+      break;
+    }
   }
-  luaL_addstring(&b, s);
+  *got = j;
+  return j == want ? i : 0;
+}
+
+/* The next occurrence of the key in s[0..len): its offset in *at, its length
+** returned (0: none). Lengths throughout, never strstr: a NUL byte must not
+** hide what follows it. */
+static size_t find_key(const char *s, size_t len, const char *key, size_t keylen, size_t *at) {
+  const char *p = s, *end = s + len;
+  size_t n, got;
+  while (p < end && (p = (const char *)memchr(p, key[0], (size_t)(end - p))) != NULL) {
+    n = spell(p, (size_t)(end - p), key, keylen, &got);
+    if (n > 0) {
+      *at = (size_t)(p - s);
+      return n;
+    }
+    p++;
+  }
+  return 0;
+}
+
+/* Where a cut-off key starts in s: a snippet ("...") that ends inside the key
+** shows its first part. Returns len when s does not end so. Eight characters
+** at least, so that ordinary text is left alone. */
+static size_t cut_key_start(const char *s, size_t len, const char *key, size_t keylen) {
+  size_t end, from, p, got;
+  if (len < 3 || memcmp(s + len - 3, "...", 3) != 0) return len;
+  end = len - 3;
+  from = end > 2 * keylen ? end - 2 * keylen : 0;
+  for (p = from; p < end; p++) {
+    if (s[p] != key[0]) continue;
+    spell(s + p, end - p, key, keylen, &got);
+    if (got >= 8 && got < keylen) {
+      size_t n = spell(s + p, end - p, key, got, &got);
+      if (p + n == end) return p;
+    }
+  }
+  return len;
+}
+
+/* Whether s holds the key, whole or cut off at the end of a snippet. */
+static int has_key(const char *s, size_t len, const char *key, size_t keylen) {
+  size_t at;
+  return find_key(s, len, key, keylen, &at) > 0 || cut_key_start(s, len, key, keylen) < len;
+}
+
+/* Pushes s with every occurrence of key replaced. */
+static void push_scrubbed(lua_State *L, const char *s, size_t len, const char *key, size_t keylen) {
+  luaL_Buffer b;
+  size_t at, n, cut;
+  luaL_buffinit(L, &b);
+  while ((n = find_key(s, len, key, keylen, &at)) > 0) {
+    luaL_addlstring(&b, s, at);
+    luaL_addstring(&b, "[redacted]");
+    s += at + n;
+    len -= at + n;
+  }
+  cut = cut_key_start(s, len, key, keylen);
+  luaL_addlstring(&b, s, cut);
+  if (cut < len) luaL_addstring(&b, "[redacted]...");
   luaL_pushresult(&b);
 }
 
-/* Replaces the key in every string of the table at t, nested tables included
-** (servers echo request data in metadata.raw, and a model may echo it too). */
+/* Pushes the value at idx scrubbed when it is a string that holds the key;
+** returns whether it pushed. */
+static int scrubbed(lua_State *L, int idx, const char *key, size_t keylen) {
+  size_t len;
+  const char *str;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  str = lua_tolstring(L, idx, &len);
+  if (len < 8 || !has_key(str, len, key, keylen)) return 0;
+  push_scrubbed(L, str, len, key, keylen);
+  return 1;
+}
+
+/* Renames the keys listed in the table at `renames` (old key at 2i-1, new at 2i):
+** done after the traversal, since lua_next forbids adding keys during one. */
+static void rename_keys(lua_State *L, int t, int renames) {
+  int i, n = (int)or_rawlen(L, renames);
+  for (i = 1; i < n; i += 2) {
+    lua_rawgeti(L, renames, i + 1);
+    lua_rawgeti(L, renames, i);
+    lua_rawget(L, t);
+    lua_rawgeti(L, renames, i);
+    lua_pushnil(L);
+    lua_rawset(L, t);
+    lua_rawset(L, t);
+  }
+}
+
+/* Replaces the key in every string of the table at t, nested tables and the
+** names of fields included (servers echo request data in metadata.raw, in JSON
+** keys, and a model may echo it too). */
 static void scrub_table(lua_State *L, int t, const char *key, size_t keylen, int depth) {
+  int renames = 0;
   if (depth > 1000) return;  /* cjson decodes no deeper than 1000 levels */
-  luaL_checkstack(L, 4, "error too deep");
+  luaL_checkstack(L, 6, "error too deep");
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int v = lua_gettop(L);
-    if (lua_type(L, v) == LUA_TSTRING) {
-      size_t len;
-      const char *str = lua_tolstring(L, v, &len);
-      if (len >= keylen && strstr(str, key)) {
-        lua_pushvalue(L, v - 1);
-        push_scrubbed(L, str, key, keylen);
-        lua_rawset(L, t);
-      }
+    if (scrubbed(L, v, key, keylen)) {
+      lua_pushvalue(L, v - 1);
+      lua_insert(L, -2);
+      lua_rawset(L, t);
     } else if (lua_type(L, v) == LUA_TTABLE && lua_getmetatable(L, v) == 0) {
       /* plain data only: a value the caller raised (err.cause) keeps its metatable */
       scrub_table(L, v, key, keylen, depth + 1);
-    } else if (lua_type(L, v) == LUA_TTABLE) {
-      lua_pop(L, 1);
+    }
+    lua_settop(L, v);
+    if (scrubbed(L, v - 1, key, keylen)) {
+      if (renames == 0) {
+        lua_newtable(L);
+        lua_insert(L, v - 1);  /* below the traversal's key */
+        renames = v - 1;
+        v++;
+      }
+      lua_pushvalue(L, v - 1);
+      lua_rawseti(L, renames, (int)or_rawlen(L, renames) + 1);
+      lua_rawseti(L, renames, (int)or_rawlen(L, renames) + 1);
     }
     lua_settop(L, v - 1);
+  }
+  if (renames) {
+    rename_keys(L, t, renames);
+    lua_remove(L, renames);
   }
 }
 

@@ -317,8 +317,8 @@ or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc) {
     push_status_error(L, r);
   }
   err = lua_gettop(L);
+  set_partial(L, r, err);  /* first: set_common scrubs the key out of the partial too */
   set_common(L, r, err);
-  set_partial(L, r, err);
   if (r->now.abort_reason != OR_ABORT_CANCELLED && should_retry(L, r, err, rc, &wait)) {
     lua_pop(L, 1);
     r->retry_at = or_monotonic() + wait;

@@ -436,6 +436,8 @@ static int take_event(lua_State *L, or_request *r, int chunk) {
     failed = or_stream_absorb(L, -1, chunk, r->now.events == 1, r->assembly == OR_ASSEMBLE_COMPLETION);
     lua_pop(L, 1);
   }
+  /* an error event reaches on_chunk too: without the key, as the error will be */
+  if (failed) or_error_scrub(L, chunk, r->client->api_key.data, r->client->api_key.len);
   if (!hand_over(L, r, chunk, failed)) return 1;
   if (failed) {
     /* an error after the first token: the stream is over, drain the rest */

@@ -83,15 +83,18 @@ local function check_header(name, value)
 end
 
 -- The header lines sent with every request, defaults first, the caller's
--- `headers` replacing a default of the same name.
+-- `headers` replacing a default of the same name. The Authorization line is not one of
+-- them: core.new makes it from api_key in memory it wipes at close(), where a Lua string
+-- "Bearer <key>" could never be wiped. `false` holds its name here, so that a caller's
+-- own Authorization header still replaces it (core.new then adds none).
 local function header_lines(opts, api_key)
   local names, values = {}, {}
   local function set(name, value)
     local key = name:lower()
     if values[key] == nil then names[#names + 1] = key end
-    values[key] = name .. ": " .. value
+    values[key] = value and name .. ": " .. value
   end
-  if api_key and api_key ~= "" then set("Authorization", "Bearer " .. api_key) end
+  if api_key and api_key ~= "" then set("Authorization", false) end
   if opts.app_url then set("HTTP-Referer", opts.app_url) end
   if opts.app_title then
     set("X-OpenRouter-Title", opts.app_title)
@@ -120,9 +123,11 @@ local function header_lines(opts, api_key)
       set(name, opts.headers[name])
     end
   end
-  for _, v in pairs(values) do check_header(v:match("^([^:]*)"), v:match("^[^:]*: (.*)$")) end
+  for _, v in pairs(values) do
+    if v then check_header(v:match("^([^:]*)"), v:match("^[^:]*: (.*)$")) end
+  end
   local lines = {}
-  for i, key in ipairs(names) do lines[i] = values[key] end
+  for _, key in ipairs(names) do lines[#lines + 1] = values[key] or nil end
   return lines
 end
 

@@ -792,6 +792,15 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --                            metadata.raw, metadata.headers), deep (400 error body whose
 --                            metadata holds it 24 tables deep), html (502 page), stream (two
 --                            chunks, then an error event holding it; non-streamed: as api)
+--   emulator/leak-key:<how>  echoes the key in shapes that defeat a naive redaction (spec/
+--                            redaction_spec.lua): nul (400, streamed or not: after a NUL byte
+--                            in message and metadata.x, and as a metadata key name), event
+--                            (stream: two chunks, then an error event holding it as nul does and
+--                            after a NUL in metadata.raw; non-streamed: as nul), text (stream:
+--                            the key split over two content chunks, then an error event;
+--                            non-streamed: as nul), title (502 page whose
+--                            <title> holds it broken by a line break), cut (502 page whose title
+--                            is long enough that a 200-byte snippet ends inside the key)
 --
 -- Audio and API keys (spec/emulator_routes_spec.lua), by endpoint:
 --   POST /audio/speech       SpeechRequest: model and input required, voice a non-empty string
@@ -1239,6 +1248,61 @@ SCENARIOS.redirect = { pattern = "^(30[12378]):(https?://.+)$", run = function(c
   local title = status .. " " .. REASONS[status]
   respond(ctx.conn, status, "text/html", "<html><head><title>" .. title .. "</title></head><body>"
     .. '<a href="' .. url .. '">' .. title .. "</a></body></html>", { { "Location", url } })
+end }
+
+-- The key where a redaction that stops at NUL, looks only at string values, or runs before
+-- lines are joined misses it (emulator/leak-key:<how>, spec/redaction_spec.lua).
+local function leak_key_error(key, code)
+  local metadata = { x = "pre\0" .. key, [key] = "as a key" }
+  if code == 502 then metadata.raw = "pre\0 Bearer " .. key end -- only the stream's event
+  return { error = { code = code, message = "bad\0 Bearer " .. key, metadata = metadata } }
+end
+
+local LEAK_KEY = {}
+
+LEAK_KEY.nul = function(ctx)
+  respond_json(ctx.conn, 400, leak_key_error(ctx.key, 400))
+end
+
+LEAK_KEY.event = function(ctx)
+  if not ctx.stream then return LEAK_KEY.nul(ctx) end
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_partial(ctx, sse, 2)
+    local event = chunk(ctx, { content = "" }, "error")
+    event.error = leak_key_error(ctx.key, 502).error
+    sse.data(event) -- and no [DONE]
+  end)
+end
+
+LEAK_KEY.text = function(ctx)
+  if not ctx.stream then return LEAK_KEY.nul(ctx) end
+  local half = math.floor(#ctx.key / 2)
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    stream_opening(ctx, sse)
+    sse.data(chunk(ctx, { content = "key " .. ctx.key:sub(1, half) }))
+    sse.data(chunk(ctx, { content = ctx.key:sub(half + 1) .. " end" }))
+    local event = chunk(ctx, { content = "" }, "error")
+    event.error = { code = 502, message = "Provider disconnected" }
+    sse.data(event) -- and no [DONE]
+  end)
+end
+
+-- The page's title breaks the key with a line break (the snippet joins lines with a space).
+LEAK_KEY.title = function(ctx)
+  local half = math.floor(#ctx.key / 2)
+  respond(ctx.conn, 502, "text/html", "<html><head><title>Bad key " .. ctx.key:sub(1, half)
+    .. "\r\n  " .. ctx.key:sub(half + 1) .. "</title></head><body>bad key</body></html>")
+end
+
+-- The page's title is so long that the 200-byte snippet of it ends inside the key.
+LEAK_KEY.cut = function(ctx)
+  respond(ctx.conn, 502, "text/html", "<html><head><title>" .. string.rep("x", 150) .. " "
+    .. ctx.key .. "</title></head><body>bad key</body></html>")
+end
+
+SCENARIOS["leak-key"] = { pattern = "^(%a+)$", run = function(ctx, how)
+  if not LEAK_KEY[how] or not ctx.key then return invalid_model(ctx) end
+  LEAK_KEY[how](ctx)
 end }
 
 local function key_error(key)
