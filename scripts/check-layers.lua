@@ -35,15 +35,24 @@ end
 
 -- symbols: who defines what, who uses what
 local files, owner, uses = {}, {}, {}
+-- an object without its source is a leftover of a renamed file: not part of the core
+local function has_source(f)
+  local h = io.open(src_dir .. "/" .. f .. ".c")
+  if h then h:close() end
+  return h ~= nil
+end
+
 for _, path in ipairs(lines_of("ls " .. obj_dir .. "/*.o")) do
   local f = path:match("([^/]+)%.o$")
-  files[#files + 1] = f
-  for _, line in ipairs(lines_of("nm -g --defined-only " .. path)) do
-    owner[line:match("(%S+)$")] = f
-  end
-  uses[f] = {}
-  for _, line in ipairs(lines_of("nm -u " .. path)) do
-    uses[f][#uses[f] + 1] = line:match("(%S+)$")
+  if has_source(f) then
+    files[#files + 1] = f
+    for _, line in ipairs(lines_of("nm -g --defined-only " .. path)) do
+      owner[line:match("(%S+)$")] = f
+    end
+    uses[f] = {}
+    for _, line in ipairs(lines_of("nm -u " .. path)) do
+      uses[f][#uses[f] + 1] = line:match("(%S+)$")
+    end
   end
 end
 table.sort(files)
