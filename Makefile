@@ -45,7 +45,7 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan fuzz soak bench docs
+.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan check-layers fuzz soak bench docs
 
 all: $(MODULE)
 
@@ -89,6 +89,11 @@ rock: deps
 	eval "$$(luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) --tree build/rock-tree path)" && \
 	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)' && \
 	  build/rock-tree/bin/openrouter --version
+
+# The C core's layers (doc/design.md, "Layers"): no upward call, no circle between files,
+# no function over 60 lines, from the object files' symbols.
+check-layers: $(MODULE)
+	$(LUA) scripts/check-layers.lua $(BUILD)/obj src
 
 # The whole suite under valgrind memcheck: any error or definite leak fails the run.
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
