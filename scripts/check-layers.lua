@@ -140,7 +140,7 @@ end
 local functions = {}
 for _, f in ipairs(lines_of("ls " .. src_dir .. "/*.c")) do
   local h = assert(io.open(f))
-  local text = strip(h:read("a"))
+  local text = strip(h:read("*a"))
   h:close()
   local depth, line, start, name = 0, 1, nil, nil
   for pos = 1, #text do
