@@ -252,7 +252,7 @@ static void stash_message(lua_State *L, or_request *r, const char *msg) {
 
 /* Pushes the headers of the response as { [lowercased name] = value }. */
 void or_request_push_headers(lua_State *L, or_request *r) {
-  const char *p = r->now.header_lines.data, *end = p + r->now.header_lines.len;
+  const char *p = r->now.header_lines.data, *end = p ? p + r->now.header_lines.len : NULL;
   lua_newtable(L);
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
