@@ -42,6 +42,23 @@ static void copy_if_set(lua_State *L, int dst, int src, const char *field) {
     lua_pop(L, 1);
 }
 
+/* Appends the string src[field] to dst[field]. */
+static void join_string(lua_State *L, int dst, int src, const char *field) {
+  lua_getfield(L, src, field);
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, dst, field);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, dst, field);
+}
+
 /* The assembler keeps its state in array slots: cheaper than named fields
 ** for something done once per chunk. */
 enum { ACC_FIRST = 1, ACC_LAST, ACC_CHOICES, ACC_USAGE, ACC_KEYS };
@@ -165,66 +182,78 @@ int or_stream_has_data(lua_State *L, int acc) {
   return yes;
 }
 
-/* reasoning_details fragments of one block share type and index: join them. */
+/* reasoning_details fragments of one block share type and index: the text
+** fields are joined, the others replaced. */
+static const char *const detail_joined[] = {"text", "summary", "data", NULL};
+
+/* Whether the fragment at item continues the block at last: the same type and
+** the same index (a fragment without an index starts a block of its own). */
+static int same_block(lua_State *L, int last, int item) {
+  int same;
+  lua_getfield(L, last, "type");
+  lua_getfield(L, item, "type");
+  lua_getfield(L, last, "index");
+  lua_getfield(L, item, "index");
+  same = lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1) && !lua_isnil(L, -1);
+  lua_pop(L, 4);
+  return same;
+}
+
+/* Whether the key at idx names one of the joined text fields. */
+static int is_joined_field(lua_State *L, int idx) {
+  const char *k;
+  int i;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  k = lua_tostring(L, idx);
+  for (i = 0; detail_joined[i]; i++)
+    if (strcmp(k, detail_joined[i]) == 0) return 1;
+  return 0;
+}
+
+/* Joins the fragment at item into its block at last: text, summary and data
+** appended; other fields (signature, id, format): the latest non-empty value wins. */
+static void join_detail(lua_State *L, int last, int item) {
+  int i;
+  for (i = 0; detail_joined[i]; i++) join_string(L, last, item, detail_joined[i]);
+  lua_pushnil(L);
+  while (lua_next(L, item)) {
+    if (!is_joined_field(L, -2) && !is_null(L, -1) &&
+        !(lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) == 0)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, last);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+}
+
+/* Pushes a shallow copy of the table at t. */
+static void push_copy(lua_State *L, int t) {
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_settable(L, -4);
+  }
+}
+
 static void absorb_detail(lua_State *L, int details, int item) {
-  static const char *const joined[] = {"text", "summary", "data", NULL};
-  int n = (int)or_rawlen(L, details), last, i, same = 0;
+  int n = (int)or_rawlen(L, details);
   if (!lua_istable(L, item)) return;
   if (n > 0) {
     lua_rawgeti(L, details, n);
-    last = lua_gettop(L);
-    lua_getfield(L, last, "type");
-    lua_getfield(L, item, "type");
-    lua_getfield(L, last, "index");
-    lua_getfield(L, item, "index");
-    same = lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1) && !lua_isnil(L, -1);
-    lua_pop(L, 4);
-    if (same) {
-      for (i = 0; joined[i]; i++) {
-        lua_getfield(L, item, joined[i]);
-        if (lua_type(L, -1) == LUA_TSTRING) {
-          lua_getfield(L, last, joined[i]);
-          if (lua_type(L, -1) == LUA_TSTRING) {
-            lua_insert(L, -2);
-            lua_concat(L, 2);
-          } else {
-            lua_pop(L, 1);
-          }
-          lua_setfield(L, last, joined[i]);
-        } else {
-          lua_pop(L, 1);
-        }
-      }
-      /* other fields (signature, id, format): the latest non-empty value wins */
-      lua_pushnil(L);
-      while (lua_next(L, item)) {
-        int skip = 0;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-          const char *k = lua_tostring(L, -2);
-          for (i = 0; joined[i]; i++) skip |= strcmp(k, joined[i]) == 0;
-        }
-        if (!skip && !is_null(L, -1) &&
-            !(lua_type(L, -1) == LUA_TSTRING && or_rawlen(L, -1) == 0)) {
-          lua_pushvalue(L, -2);
-          lua_insert(L, -2);
-          lua_settable(L, last);
-        } else {
-          lua_pop(L, 1);
-        }
-      }
+    if (same_block(L, lua_gettop(L), item)) {
+      join_detail(L, lua_gettop(L), item);
       lua_pop(L, 1);
       return;
     }
     lua_pop(L, 1);
   }
-  /* a new block: keep a copy, later fragments are joined into it */
-  lua_newtable(L);
-  lua_pushnil(L);
-  while (lua_next(L, item)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_settable(L, -4);
-  }
+  /* a new block: keep a copy (the chunk's own table is not ours to change),
+  ** later fragments are joined into it */
+  push_copy(L, item);
   lua_rawseti(L, details, n + 1);
 }
 
@@ -547,23 +576,6 @@ void or_stream_result(lua_State *L, int acc, int legacy) {
 }
 
 /* ---- coalescing: several chunks as one ---- */
-
-/* Appends the string src[field] to dst[field]. */
-static void join_string(lua_State *L, int dst, int src, const char *field) {
-  lua_getfield(L, src, field);
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_getfield(L, dst, field);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    lua_insert(L, -2);
-    lua_concat(L, 2);
-  } else {
-    lua_pop(L, 1);
-  }
-  lua_setfield(L, dst, field);
-}
 
 /* Appends the items of the list src[field] to the list dst[field]. */
 static void join_list(lua_State *L, int dst, int src, const char *field) {
