@@ -156,18 +156,8 @@ static int push_raw_message(lua_State *L, int metadata) {
   return 1;
 }
 
-void or_error_fill_api(lua_State *L, int err, int body) {
-  int e, metadata, top = lua_gettop(L);
-  err = or_absindex(L, err);
-  body = or_absindex(L, body);
-  lua_pushstring(L, "api");
-  lua_setfield(L, err, "kind");
-  lua_getfield(L, body, "error");
-  e = lua_gettop(L);
-  if (!lua_istable(L, e)) {
-    lua_settop(L, top);
-    return;
-  }
+/* err.code from error.code: a number (an integer when integral) or a string. */
+static void set_code(lua_State *L, int err, int e) {
   lua_getfield(L, e, "code");
   if (lua_type(L, -1) == LUA_TNUMBER) {
     push_number(L, lua_tonumber(L, -1));
@@ -178,34 +168,34 @@ void or_error_fill_api(lua_State *L, int err, int body) {
   } else {
     lua_pop(L, 1);
   }
-  lua_getfield(L, e, "metadata");
-  metadata = lua_gettop(L);
-  if (lua_istable(L, metadata)) {
-    lua_pushvalue(L, metadata);
-    lua_setfield(L, err, "metadata");
-  }
-  if (get_string(L, metadata, "error_type") || get_string(L, e, "error_type"))
-    lua_setfield(L, err, "error_type");
-  if (get_string(L, metadata, "provider_name")) lua_setfield(L, err, "provider");
+}
+
+/* err.availability from error.availability, and err.retry_after from its
+** retry_after unless the Retry-After header already set one. */
+static void set_availability(lua_State *L, int err, int e) {
   lua_getfield(L, e, "availability");
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "retry_after");
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-      lua_getfield(L, err, "retry_after");
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_setfield(L, err, "retry_after");
-      } else {
-        lua_pop(L, 2);
-      }
-    } else {
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "retry_after");
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_getfield(L, err, "retry_after");
+    if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
+      lua_setfield(L, err, "retry_after");
+    } else {
+      lua_pop(L, 2);
     }
-    lua_setfield(L, err, "availability");
   } else {
     lua_pop(L, 1);
   }
-  /* message: the provider's own words when OpenRouter only says "Provider returned error" */
+  lua_setfield(L, err, "availability");
+}
+
+/* err.message: the provider's own words (prefixed with its name) when OpenRouter
+** only says "Provider returned error", else error.message, else a placeholder. */
+static void set_message(lua_State *L, int err, int e, int metadata) {
   if (push_raw_message(L, metadata)) {
     lua_getfield(L, err, "provider");
     if (lua_type(L, -1) == LUA_TSTRING) {
@@ -222,6 +212,32 @@ void or_error_fill_api(lua_State *L, int err, int body) {
     lua_pushliteral(L, "error body without a message");
     lua_setfield(L, err, "message");
   }
+}
+
+void or_error_fill_api(lua_State *L, int err, int body) {
+  int e, metadata, top = lua_gettop(L);
+  err = or_absindex(L, err);
+  body = or_absindex(L, body);
+  lua_pushstring(L, "api");
+  lua_setfield(L, err, "kind");
+  lua_getfield(L, body, "error");
+  e = lua_gettop(L);
+  if (!lua_istable(L, e)) {
+    lua_settop(L, top);
+    return;
+  }
+  set_code(L, err, e);
+  lua_getfield(L, e, "metadata");
+  metadata = lua_gettop(L);
+  if (lua_istable(L, metadata)) {
+    lua_pushvalue(L, metadata);
+    lua_setfield(L, err, "metadata");
+  }
+  if (get_string(L, metadata, "error_type") || get_string(L, e, "error_type"))
+    lua_setfield(L, err, "error_type");
+  if (get_string(L, metadata, "provider_name")) lua_setfield(L, err, "provider");
+  set_availability(L, err, e);
+  set_message(L, err, e, metadata);
   lua_settop(L, top);
 }
 
