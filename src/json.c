@@ -34,38 +34,29 @@ static int call_method(lua_State *L, int mod, const char *name, int nargs) {
   return lua_pcall(L, nargs, 1, 0) == 0;
 }
 
-/* Loads the JSON codec: lua-cjson (a private instance, so our settings never
-** change the caller's cjson), or inside Neovim, where lua-cjson is often
-** absent, vim.json (the same cjson underneath). */
-int or_json_open(lua_State *L) {
-  int mod, ctx, is_vim = 0;
+/* Pushes the JSON codec's module: lua-cjson, or inside Neovim, where lua-cjson
+** is often absent, vim.json (the same cjson underneath); raises when there is
+** neither. Returns whether it is vim.json. */
+static int push_codec(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "cjson");
-  if (lua_pcall(L, 1, 1, 0) != 0) {
-    lua_getglobal(L, "vim");
+  if (lua_pcall(L, 1, 1, 0) == 0) return 0;
+  lua_getglobal(L, "vim");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "json");
     if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "json");
-      if (lua_istable(L, -1)) {
-        lua_replace(L, -3);
-        lua_pop(L, 1);
-        is_vim = 1;
-      }
-    }
-    if (!is_vim) {
-      lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 2 : 1));
-      return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
+      lua_replace(L, -3);  /* over require's error */
+      lua_pop(L, 1);
+      return 1;
     }
   }
-  mod = lua_gettop(L);
-  if (!is_vim && call_method(L, mod, "new", 0) && lua_istable(L, -1)) {
-    lua_replace(L, mod);
-  } else {
-    lua_settop(L, mod);
-  }
-  /* Keep full double precision: 17 digits where the flavour allows it (openresty),
-  ** else 14 and exact numbers by hand (see push_exact_number). */
-  lua_newtable(L);
-  ctx = lua_gettop(L);
+  lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 2 : 1));
+  return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
+}
+
+/* Keeps full double precision: 17 digits where the flavour allows it (openresty),
+** else 14 and exact numbers by hand (ctx.short_precision, see push_exact_number). */
+static void set_precision(lua_State *L, int mod, int ctx, int is_vim) {
   lua_pushinteger(L, 17);
   if (is_vim || !call_method(L, mod, "encode_number_precision", 1)) {
     lua_settop(L, ctx);
@@ -76,12 +67,12 @@ int or_json_open(lua_State *L) {
     lua_setfield(L, ctx, "short_precision");
   }
   lua_settop(L, ctx);
-  lua_getfield(L, mod, "encode");
-  lua_setfield(L, ctx, "encode");
-  lua_getfield(L, mod, "decode");
-  lua_setfield(L, ctx, "decode");
+}
+
+/* ctx.null, ctx.backend and, for vim.json, the values it needs to tell [] from {}:
+** its nulls are vim.NIL, empty tables encode as [], vim.empty_dict() as {}. */
+static void set_null(lua_State *L, int mod, int ctx, int is_vim) {
   if (is_vim) {
-    /* vim.json: nulls are vim.NIL, empty tables encode as [], vim.empty_dict() as {} */
     lua_getglobal(L, "vim");
     lua_getfield(L, -1, "NIL");
     lua_setfield(L, ctx, "null");
@@ -98,25 +89,48 @@ int or_json_open(lua_State *L) {
     lua_pushliteral(L, "cjson");
   }
   lua_setfield(L, ctx, "backend");
-  {
-    char nonce[24];
-    snprintf(nonce, sizeof nonce, "%08lx%08lx", (unsigned long)((size_t)L & 0xffffffffUL),
-             (unsigned long)((unsigned long long)(or_epoch() * 1e6) & 0xffffffffUL));
-    lua_pushfstring(L, "\002%s#", nonce);
-    lua_setfield(L, ctx, "number_open");
-    lua_pushfstring(L, "\"\\u0002%s#", nonce);
-    lua_setfield(L, ctx, "number_open_json");
-    if (!is_vim) {
-      lua_getfield(L, mod, "empty_array");
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushfstring(L, "\001%s[]\001", nonce);
-        lua_pushfstring(L, "\"\\u0001%s[]\\u0001\"", nonce);
-        lua_setfield(L, ctx, "empty_array_json");
-      }
-      lua_setfield(L, ctx, "empty_array");
-    }
+}
+
+/* The markers' per-load nonce, and for a cjson without empty_array (Debian's)
+** the empty-array marker with its JSON form (see "request preparation"). */
+static void set_markers(lua_State *L, int mod, int ctx, int is_vim) {
+  char nonce[24];
+  snprintf(nonce, sizeof nonce, "%08lx%08lx", (unsigned long)((size_t)L & 0xffffffffUL),
+           (unsigned long)((unsigned long long)(or_epoch() * 1e6) & 0xffffffffUL));
+  lua_pushfstring(L, "\002%s#", nonce);
+  lua_setfield(L, ctx, "number_open");
+  lua_pushfstring(L, "\"\\u0002%s#", nonce);
+  lua_setfield(L, ctx, "number_open_json");
+  if (is_vim) return;
+  lua_getfield(L, mod, "empty_array");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "\001%s[]\001", nonce);
+    lua_pushfstring(L, "\"\\u0001%s[]\\u0001\"", nonce);
+    lua_setfield(L, ctx, "empty_array_json");
   }
+  lua_setfield(L, ctx, "empty_array");
+}
+
+/* Loads the JSON codec (a private cjson instance, so our settings never change
+** the caller's cjson) and keeps what the bridge needs of it in the registry. */
+int or_json_open(lua_State *L) {
+  int mod, ctx, is_vim = push_codec(L);
+  mod = lua_gettop(L);
+  if (!is_vim && call_method(L, mod, "new", 0) && lua_istable(L, -1)) {
+    lua_replace(L, mod);
+  } else {
+    lua_settop(L, mod);
+  }
+  lua_newtable(L);
+  ctx = lua_gettop(L);
+  set_precision(L, mod, ctx, is_vim);
+  lua_getfield(L, mod, "encode");
+  lua_setfield(L, ctx, "encode");
+  lua_getfield(L, mod, "decode");
+  lua_setfield(L, ctx, "decode");
+  set_null(L, mod, ctx, is_vim);
+  set_markers(L, mod, ctx, is_vim);
   lua_pushvalue(L, ctx);
   lua_setfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   lua_settop(L, mod - 1);
@@ -275,100 +289,135 @@ static void unwrap_numbers(lua_State *L, int ctx) {
   lua_remove(L, -2);
 }
 
+/* What the keys of one table were, for cjson's rule on lists with holes. */
+typedef struct shape {
+  lua_Number count, max_index;
+  int only_indices;
+} shape;
+
+/* Records the key at `key` as the current step of the path (for error messages)
+** and in the table's shape; raises on a key JSON cannot hold. */
+static void note_key(lua_State *L, walk *w, int key, shape *s) {
+  s->count++;
+  if (lua_type(L, key) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, key);
+    w->key_is_index[w->depth] = 1;
+    w->key_index[w->depth] = n;
+    if (n >= 1 && n == (lua_Number)(long long)n) {
+      if (n > s->max_index) s->max_index = n;
+    } else {
+      s->only_indices = 0;
+    }
+  } else if (lua_type(L, key) == LUA_TSTRING) {
+    w->key_is_index[w->depth] = 0;
+    w->key_name[w->depth] = lua_tostring(L, key);
+    s->only_indices = 0;
+  } else {
+    char what[96];
+    w->depth--;  /* the path ends at the table that holds the key */
+    snprintf(what, sizeof what, "a table key of type %s cannot be encoded as JSON",
+             luaL_typename(L, key));
+    raise_at(L, w, what);
+  }
+}
+
+static void prepare(lua_State *L, int idx, walk *w);
+
+/* A table value: an empty array or empty object marker, or the table prepared.
+** Pushes the replacement and returns 1, or returns 0 when it goes as it is. */
+static int prepare_table(lua_State *L, walk *w, int key, int val) {
+  if (is_empty(L, val) && (is_array_key(L, key) || has_array_mt(L, val, w))) {
+    lua_getfield(L, w->ctx, "empty_array");
+    w->empty_arrays++;
+    return 1;
+  }
+  if (w->has_empty_object && is_empty(L, val)) {
+    lua_getfield(L, w->ctx, "empty_object");  /* vim.json needs it for {} */
+    return 1;
+  }
+  prepare(L, val, w);
+  if (!lua_rawequal(L, -1, val)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* A number value: NaN and infinities refused; a double a 14-digit cjson would not
+** give back replaced by its exact marker (pushed, returns 1). */
+static int prepare_number(lua_State *L, walk *w, int val) {
+  lua_Number n = lua_tonumber(L, val);
+  if (!or_isinteger(L, val) && (n != n || n - n != 0))
+    raise_at(L, w, "cannot encode NaN or infinity as JSON");
+  if (w->short_precision && !or_isinteger(L, val) && push_exact_number(L, w->ctx, n)) {
+    w->exact_numbers++;
+    return 1;
+  }
+  return 0;
+}
+
+/* Pushes what replaces the value at val in the table sent to cjson and returns 1,
+** or returns 0 when the value goes as it is; raises on a value JSON cannot hold. */
+static int prepare_value(lua_State *L, walk *w, int key, int val) {
+  char what[96];
+  switch (lua_type(L, val)) {
+    case LUA_TTABLE:
+      return prepare_table(L, w, key, val);
+    case LUA_TNUMBER:
+      return prepare_number(L, w, val);
+    case LUA_TSTRING:
+    case LUA_TBOOLEAN:
+      return 0;
+    case LUA_TUSERDATA:
+      if (or_is_null(L, val)) return 0;  /* vim.NIL */
+      break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, val) == NULL) return 0;  /* cjson.null */
+      lua_getfield(L, w->ctx, "empty_array");
+      if (lua_rawequal(L, -1, val)) {
+        lua_pop(L, 1);
+        return 0;
+      }
+      break;
+    default:
+      break;
+  }
+  snprintf(what, sizeof what, "cannot encode a %s as JSON", luaL_typename(L, val));
+  raise_at(L, w, what);
+  return 0;
+}
+
+/* Sets the replacement on top under the key at *key in the copy of the table at
+** idx; the copy is made on the first replacement, so a table that needs none is
+** sent as it is. The copy goes below the traversal's key, which moves up one
+** slot. Returns the copy's index. */
+static int set_in_copy(lua_State *L, int idx, int copy, int *key) {
+  if (!copy) {
+    shallow_copy(L, idx);
+    lua_insert(L, *key);  /* below key, value, replacement */
+    copy = (*key)++;
+  }
+  lua_pushvalue(L, *key);
+  lua_insert(L, -2);
+  lua_rawset(L, copy);
+  return copy;
+}
+
 /* Pushes the table at idx, or a copy of it with empty arrays marked. */
 static void prepare(lua_State *L, int idx, walk *w) {
-  int copy = 0, only_indices = 1;
-  lua_Number count = 0, max_index = 0;
+  int copy = 0;
+  shape s = {0, 0, 1};
   if (w->depth >= MAX_DEPTH) raise_at(L, w, "tables nested too deep (a cycle?)");
   luaL_checkstack(L, 8, "request too deep");
   w->depth++;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int key = lua_gettop(L) - 1, val = lua_gettop(L), replaced = 0;
-    count++;
-    if (lua_type(L, key) == LUA_TNUMBER) {
-      lua_Number n = lua_tonumber(L, key);
-      w->key_is_index[w->depth] = 1;
-      w->key_index[w->depth] = n;
-      if (n >= 1 && n == (lua_Number)(long long)n) {
-        if (n > max_index) max_index = n;
-      } else {
-        only_indices = 0;
-      }
-    } else if (lua_type(L, key) == LUA_TSTRING) {
-      w->key_is_index[w->depth] = 0;
-      w->key_name[w->depth] = lua_tostring(L, key);
-      only_indices = 0;
-    } else {
-      char what[96];
-      w->depth--;
-      snprintf(what, sizeof what, "a table key of type %s cannot be encoded as JSON",
-               luaL_typename(L, key));
-      raise_at(L, w, what);
-    }
-    switch (lua_type(L, val)) {
-      case LUA_TTABLE:
-        if (is_empty(L, val) && (is_array_key(L, key) || has_array_mt(L, val, w))) {
-          lua_getfield(L, w->ctx, "empty_array");
-          w->empty_arrays++;
-          replaced = 1;
-        } else if (w->has_empty_object && is_empty(L, val)) {
-          lua_getfield(L, w->ctx, "empty_object");  /* vim.json needs it for {} */
-          replaced = 1;
-        } else {
-          prepare(L, val, w);
-          replaced = !lua_rawequal(L, -1, val);
-          if (!replaced) lua_pop(L, 1);
-        }
-        break;
-      case LUA_TNUMBER: {
-        lua_Number n = lua_tonumber(L, val);
-        if (!or_isinteger(L, val) && (n != n || n - n != 0))
-          raise_at(L, w, "cannot encode NaN or infinity as JSON");
-        if (w->short_precision && !or_isinteger(L, val) && push_exact_number(L, w->ctx, n)) {
-          w->exact_numbers++;
-          replaced = 1;
-        }
-        break;
-      }
-      case LUA_TSTRING:
-      case LUA_TBOOLEAN:
-        break;
-      case LUA_TUSERDATA:
-        if (or_is_null(L, val)) break;  /* vim.NIL */
-        goto unencodable;
-      case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, val) == NULL) break; /* cjson.null */
-        lua_getfield(L, w->ctx, "empty_array");
-        if (lua_rawequal(L, -1, val)) {
-          lua_pop(L, 1);
-          break;
-        }
-        /* fall through */
-      default:
-      unencodable: {
-        char what[96];
-        snprintf(what, sizeof what, "cannot encode a %s as JSON", luaL_typename(L, val));
-        raise_at(L, w, what);
-      }
-    }
-    if (replaced) {
-      if (!copy) {
-        shallow_copy(L, idx);
-        lua_insert(L, key);  /* below key, value, replacement */
-        copy = key;
-        key++;
-        val++;
-      }
-      lua_pushvalue(L, key);
-      lua_insert(L, -2);
-      lua_rawset(L, copy);
-    }
+    int key = lua_gettop(L) - 1, val = lua_gettop(L);
+    note_key(L, w, key, &s);
+    if (prepare_value(L, w, key, val)) copy = set_in_copy(L, idx, copy, &key);
     lua_settop(L, key);
   }
   w->depth--;
   /* cjson's own rule for a list with holes, reported here with its path */
-  if (only_indices && max_index > 10 && max_index > count * 2)
+  if (s.only_indices && s.max_index > 10 && s.max_index > s.count * 2)
     raise_at(L, w, "a list with holes (a sparse array) cannot be encoded as JSON");
   if (!copy) lua_pushvalue(L, idx);
 }
