@@ -9,7 +9,7 @@
 local LAYERS = {
   { name = "base (plain C, no Lua)", files = { "buffer", "sse", "clock", "errmap", "platform" } },
   { name = "Lua bridge", files = { "compat", "json", "errors", "stream" } },
-  { name = "engine", files = { "config", "transfer", "outcome", "driver" } },
+  { name = "engine", files = { "config", "transfer", "outcome", "loop", "driver" } },
   { name = "bindings", files = { "client", "request", "actions", "core" } },
 }
 local MAX_LINES = 60 -- "functions short enough to read at once"

@@ -33,7 +33,27 @@ int or_client_new(lua_State *L) {
   luaL_getmetatable(L, OR_CLIENT_MT);
   lua_setmetatable(L, -2);
   or_client_configure(L, c, 1);
+  or_loop_init(c);
   return 1;
+}
+
+static int tell_closed_protected(lua_State *L) {
+  or_client *c = (or_client *)lua_touserdata(L, 1);
+  or_loop_tell(L, c, -1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->loop.ref_hooks);
+  lua_getfield(L, -1, "closed");
+  if (lua_isfunction(L, -1)) lua_call(L, 0, 0);
+  return 0;
+}
+
+/* A host loop's hooks learn that the sockets are gone and the timer is
+** not needed, then hooks.closed() (when given) lets the driver release its
+** handles. A hook's error is not raised: close() always closes. */
+static void tell_closed(lua_State *L, or_client *c) {
+  if (c->loop.ref_hooks == LUA_NOREF) return;
+  lua_pushcfunction(L, tell_closed_protected);
+  lua_pushlightuserdata(L, c);
+  if (lua_pcall(L, 1, 0, 0) != 0) lua_pop(L, 1);
 }
 
 /* client:close(): unfinished requests are cancelled (their on_done runs),
@@ -48,6 +68,8 @@ static int client_close(lua_State *L) {
   notify = lua_gettop(L);
   or_driver_cancel_all(L, c, notify);
   or_client_free(L, c);
+  tell_closed(L, c);
+  or_loop_free(L, c);
   or_driver_notify(L, notify);
   return 0;
 }
@@ -58,6 +80,7 @@ static int client_gc(lua_State *L) {
     /* only at lua_close can a client with requests be collected: detach them */
     or_driver_cancel_all(L, c, 0);
     or_client_free(L, c);
+    or_loop_free(L, c);
   }
   return 0;
 }
@@ -104,19 +127,66 @@ static int client_is_closed(lua_State *L) {
   return 1;
 }
 
-/* client:poll([timeout]) -> number of requests not done yet. Never blocks with
-** 0; else waits at most timeout seconds for activity. */
+/* client:poll([timeout [, budget]]) -> number of requests not done yet. Never
+** blocks with timeout 0; else waits at most timeout seconds for activity.
+** budget: seconds of chunk delivery after which the rest waits for the next
+** call (a game keeps its frame). */
 static int client_poll(lua_State *L) {
   or_client *c = or_check_client(L, 1);
-  double timeout = luaL_optnumber(L, 2, 0);
+  double timeout = luaL_optnumber(L, 2, 0), budget = luaL_optnumber(L, 3, 0);
   if (!(timeout >= 0)) luaL_argerror(L, 2, "timeout must be >= 0");
+  if (!(budget >= 0) || budget > 86400) luaL_argerror(L, 3, "budget must be a number of seconds >= 0");
   or_check_not_busy(L, c);
-  or_driver_round(L, c);
+  or_driver_round(L, c, budget);
   if (timeout > 0 && c->active > 0) {
     double ms = timeout * 1000.0;
     or_driver_wait(c, or_driver_wait_ms(c, ms > 86400000.0 ? 86400000L : (long)ms));
-    or_driver_round(L, c);
+    or_driver_round(L, c, budget);
   }
+  lua_pushinteger(L, c->active);
+  return 1;
+}
+
+/* client:set_loop_hooks{ socket = fn(fd, events), timer = fn(ms) } or (nil):
+** a host's loop drives the client. socket(fd, "r" | "w" | "rw" | nil): watch fd
+** for these events (nil: stop watching it); timer(ms): call socket_action()
+** in ms milliseconds (-1: no timer). Both are called from the client's own
+** calls, never from inside libcurl. */
+static int client_set_loop_hooks(lua_State *L) {
+  or_client *c = or_check_client(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "socket");
+    lua_getfield(L, 2, "timer");
+    if (lua_type(L, -1) != LUA_TFUNCTION || lua_type(L, -2) != LUA_TFUNCTION)
+      luaL_argerror(L, 2, "'socket' and 'timer' must be functions");
+    lua_pop(L, 2);
+  }
+  or_check_not_busy(L, c);
+  or_loop_set_hooks(L, c, 2);
+  or_driver_kick(L, c);
+  return 0;
+}
+
+/* client:socket_action([fd, events]) -> number of requests not done yet. The
+** host's loop calls it when fd is ready ("r", "w", "rw"; "e" for an error) or,
+** without arguments, when the timer fired. */
+static int client_socket_action(lua_State *L) {
+  or_client *c = or_check_client(L, 1);
+  curl_socket_t fd = CURL_SOCKET_TIMEOUT;
+  int events = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    const char *ev = luaL_optstring(L, 3, "");
+    lua_Number n = luaL_checknumber(L, 2);
+    if (!(n >= 0 && n <= 2147483647.0) || n != (lua_Number)(long)n)
+      luaL_argerror(L, 2, "a file descriptor expected");
+    fd = (curl_socket_t)(long)n;
+    if (strchr(ev, 'r')) events |= CURL_CSELECT_IN;
+    if (strchr(ev, 'w')) events |= CURL_CSELECT_OUT;
+    if (strchr(ev, 'e')) events |= CURL_CSELECT_ERR;
+  }
+  or_check_not_busy(L, c);
+  or_driver_socket_round(L, c, fd, events);
   lua_pushinteger(L, c->active);
   return 1;
 }
@@ -125,6 +195,8 @@ static const luaL_Reg client_methods[] = {
   {"close", client_close},
   {"is_closed", client_is_closed},
   {"poll", client_poll},
+  {"set_loop_hooks", client_set_loop_hooks},
+  {"socket_action", client_socket_action},
   {NULL, NULL}
 };
 

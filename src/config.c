@@ -11,6 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+void or_unref(lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
 void or_slist_free_secure(struct curl_slist *list) {
   struct curl_slist *item;
   for (item = list; item; item = item->next) {

@@ -78,6 +78,10 @@ static void complete(lua_State *L, or_client *s, or_request *r, or_outcome out, 
     r->refs[OR_REF_INFO] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   r->state = OR_STATE_DONE;
+  if (r->paused) {
+    r->paused = 0;
+    s->paused--;
+  }
   or_request_release_transfer(r);
   unlink_active(s, r);
   r->client = NULL;
@@ -247,18 +251,49 @@ static void sweep(lua_State *L, or_client *s, int notify) {
   }
 }
 
+/* Transfers paused when the last round's budget ran out go on (inside
+** in_perform: curl hands them their bytes at once, Lua callbacks run). */
+static void resume_paused(or_client *s) {
+  or_request *r;
+  if (s->paused == 0) return;
+  for (r = s->first; r; r = r->next)
+    if (r->paused && r->state == OR_STATE_RUNNING) {
+      r->paused = 0;
+      s->paused--;
+      curl_easy_pause(r->easy, CURLPAUSE_CONT);  /* may pause it again: counted anew */
+    }
+}
+
+/* What one round does; `fd` says how curl is driven: OR_PERFORM (poll, wait)
+** or a socket (or CURL_SOCKET_TIMEOUT) for a host loop. */
+#define OR_PERFORM ((curl_socket_t)-2)
+
+typedef struct round_args {
+  or_client *client;
+  curl_socket_t fd;
+  int events;
+  double budget;
+} round_args;
+
 static int round_protected(lua_State *L) {
-  or_client *s = (or_client *)lua_touserdata(L, 1);
+  round_args *a = (round_args *)lua_touserdata(L, 1);
+  or_client *s = a->client;
   int running, notify;
   lua_settop(L, 0);
   lua_pushnil(L);  /* the notify table, made by complete() when needed */
   notify = 1;
   s->L = L;
   s->in_round = 1;
+  s->budget_until = a->budget > 0 ? or_monotonic() + a->budget : 0;
   start_due(L, s, notify);
   s->in_perform = 1;
-  curl_multi_perform(s->multi, &running);
+  resume_paused(s);
+  if (a->fd == OR_PERFORM)
+    curl_multi_perform(s->multi, &running);
+  else
+    curl_multi_socket_action(s->multi, a->fd, a->events, &running);
   s->in_perform = 0;
+  s->budget_until = 0;
   reap(L, s, notify);
   sweep(L, s, notify);
   s->in_round = 0;
@@ -266,15 +301,42 @@ static int round_protected(lua_State *L) {
   return 0;
 }
 
-void or_driver_round(lua_State *L, or_client *s) {
+static void run_round(lua_State *L, round_args *a) {
+  or_client *s = a->client;
   lua_pushcfunction(L, round_protected);
-  lua_pushlightuserdata(L, s);
+  lua_pushlightuserdata(L, a);
   if (lua_pcall(L, 1, 0, 0) != 0) {
     /* bookkeeping is consistent at every point a Lua error can occur */
     s->in_perform = 0;
     s->in_round = 0;
+    s->budget_until = 0;
+    or_driver_kick(L, s);  /* the host loop still learns what changed */
     lua_error(L);
   }
+  or_driver_kick(L, s);
+}
+
+void or_driver_round(lua_State *L, or_client *s, double budget) {
+  round_args a;
+  a.client = s;
+  a.fd = OR_PERFORM;
+  a.events = 0;
+  a.budget = budget;
+  run_round(L, &a);
+}
+
+void or_driver_socket_round(lua_State *L, or_client *s, curl_socket_t fd, int events) {
+  round_args a;
+  a.client = s;
+  a.fd = fd;
+  a.events = events;
+  a.budget = 0;
+  run_round(L, &a);
+}
+
+void or_driver_kick(lua_State *L, or_client *s) {
+  if (s->loop.ref_hooks == LUA_NOREF || s->in_round || s->closed) return;
+  or_loop_tell(L, s, s->active > 0 ? or_driver_wait_ms(s, 86400000L) : -1);
 }
 
 /* ---- waiting ---- */
@@ -283,6 +345,7 @@ long or_driver_wait_ms(or_client *s, long cap_ms) {
   or_request *r;
   long ms = cap_ms, curl_ms = -1;
   double now = or_monotonic();
+  if (s->paused > 0) return 0;  /* bytes wait in curl's buffers: no socket will say so */
   curl_multi_timeout(s->multi, &curl_ms);
   if (curl_ms >= 0 && curl_ms < ms) ms = curl_ms;
   for (r = s->first; r && ms > 0; r = r->next) {

@@ -35,6 +35,24 @@ typedef struct or_request_object {
 /* The largest response buffer a client keeps for its next request. */
 #define OR_SPARE_BODY_MAX (8u << 20)
 
+/* A socket libcurl wants watched, and how (CURL_POLL_IN, _OUT, _INOUT, _REMOVE). */
+typedef struct or_watch {
+  curl_socket_t fd;
+  int what;
+} or_watch;
+
+/* What the host's loop was told (loop.c). */
+typedef struct or_loop {
+  int ref_hooks;           /* { socket = fn, timer = fn }, or LUA_NOREF: no host loop */
+  or_watch *watched;       /* the sockets curl wants watched now */
+  int watched_count, watched_cap;
+  or_watch *changes;       /* not yet told to the hooks */
+  int change_count, change_cap;
+  int lost;                /* a change could not be recorded: replay every watched socket */
+  long told_timer;         /* the last timer told (ms; -1: none; -2: never told) */
+  int telling;             /* inside the hooks: no nested telling */
+} or_loop;
+
 /* The client: a full userdata. See doc/design.md, "Who owns what". */
 typedef struct or_client {
   CURLM *multi;            /* owns the connection cache shared by all requests */
@@ -62,6 +80,9 @@ typedef struct or_client {
   int in_perform;          /* inside curl_multi_perform: Lua callbacks run, nothing else may */
   int in_round;            /* walking the active list: nothing is freed or unlinked */
   lua_State *L;            /* the thread driving the multi handle, while it does */
+  double budget_until;     /* a round with a budget: chunks wait once it is past (0: none) */
+  int paused;              /* requests paused by the budget */
+  or_loop loop;
   int ref_decode;          /* the JSON decoder */
   int closed;
 } or_client;
@@ -80,6 +101,7 @@ void or_client_take_body(or_client *c, or_buffer *b);
 void or_client_give_body(or_client *c, or_buffer *b);
 double or_client_jitter(or_client *c); /* uniform in [0, 1) */
 void or_slist_free_secure(struct curl_slist *list);
+void or_unref(lua_State *L, int *ref);
 
 /* ---- transfer.c: one request ---- */
 
@@ -213,6 +235,7 @@ struct or_request {
   int in_multi;
   double retry_at;         /* when WAITING */
   int cancel_requested;    /* cancel() or GC from where it cannot act at once */
+  int paused;              /* its transfer waits for the next round (budget spent) */
   or_attempt now;
   or_delivery delivery;
   int refs[OR_REF_COUNT];
@@ -243,12 +266,28 @@ or_outcome or_request_finish_attempt(lua_State *L, or_request *r, CURLcode rc);
 void or_request_push_info(lua_State *L, or_request *r);
 /* Hands held-back (coalesced) chunks to on_chunk now; returns 0 if it stopped the request. */
 int or_request_flush(or_request *r);
-void or_unref(lua_State *L, int *ref);
+
+/* ---- loop.c: a host's event loop ---- */
+
+void or_loop_init(or_client *c);               /* curl reports its sockets from now on */
+void or_loop_free(lua_State *L, or_client *c); /* after curl_multi_cleanup */
+/* Sets the hooks table at idx (nil: none); new hooks learn every watched socket. */
+void or_loop_set_hooks(lua_State *L, or_client *c, int idx);
+/* Tells the hooks the socket changes and the timer (ms until the client needs
+** a round; -1: none); raises the first hook error once all were told. */
+void or_loop_tell(lua_State *L, or_client *c, long timer_ms);
 
 /* ---- driver.c: every request of a client ---- */
 
 void or_driver_enqueue(or_client *c, or_request *r); /* the next round starts it */
-void or_driver_round(lua_State *L, or_client *c);   /* one non-blocking pass; may raise */
+/* One non-blocking pass; may raise. budget: seconds of chunk delivery after which
+** transfers wait for the next round (0: no limit). */
+void or_driver_round(lua_State *L, or_client *c, double budget);
+/* The same pass for a host loop: fd became ready for `events` (CURL_CSELECT_*),
+** or, with CURL_SOCKET_TIMEOUT, the timer fired. */
+void or_driver_socket_round(lua_State *L, or_client *c, curl_socket_t fd, int events);
+/* Outside a round: tells a host loop's hooks what changed (a new request wants a round). */
+void or_driver_kick(lua_State *L, or_client *c);
 long or_driver_wait_ms(or_client *c, long cap_ms);  /* until the next timer */
 void or_driver_wait(or_client *c, long ms);         /* sleeps until activity or ms */
 /* Cancels r (not inside a curl callback): on_done runs now. */

@@ -112,7 +112,7 @@ static int push_outcome(lua_State *L, or_request *r) {
 static void wait_for(lua_State *L, or_request *r) {
   while (r->state != OR_STATE_DONE && r->client) {
     or_client *s = r->client;
-    or_driver_round(L, s);
+    or_driver_round(L, s, 0);
     if (r->state == OR_STATE_DONE || r->client == NULL) break;
     or_driver_wait(s, or_driver_wait_ms(s, 1000));
   }
@@ -300,6 +300,9 @@ int or_run(lua_State *L, or_client *c, or_call *call, int callback_idx, int opts
   if (not_found_wait > 0) r->not_found_until = r->started + not_found_wait;
   hold_callbacks(L, r, callback_idx, opts_idx, coalesce);
   or_driver_enqueue(c, r);
-  if (!r->blocking) return 1;
+  if (!r->blocking) {
+    or_driver_kick(L, c);  /* a host loop runs a round for it */
+    return 1;
+  }
   return finish_blocking(L, h, object);
 }

@@ -18,11 +18,6 @@
 
 /* ---- lifecycle ---- */
 
-void or_unref(lua_State *L, int *ref) {
-  if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-  *ref = LUA_NOREF;
-}
-
 static void stash(lua_State *L, or_request *r) {  /* pops the value */
   or_unref(L, &r->refs[OR_REF_STASH]);
   r->refs[OR_REF_STASH] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -560,6 +555,12 @@ static int deliver_bytes(or_request *r, const char *bytes, size_t len) {
 static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
   or_request *r = (or_request *)ud;
   size_t len = size * nmemb;
+  /* the round's budget is spent: curl keeps these bytes until the next round */
+  if (r->client->budget_until > 0 && r->now.body_started && or_monotonic() > r->client->budget_until) {
+    r->paused = 1;
+    r->client->paused++;
+    return CURL_WRITEFUNC_PAUSE;
+  }
   r->now.last_activity = or_monotonic();
   r->now.bytes_received += len;
   if (r->cancel_requested && !r->now.abort_reason) r->now.abort_reason = OR_ABORT_CANCELLED;
