@@ -24,8 +24,9 @@ else
   LUA_PC  := $(LUA)
   LUA_PKG := $(LUA) lib$(LUA)-dev
 endif
-# the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb
-HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth
+# the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb;
+# spec/uv_spec.lua drives clients from a real libuv loop (lua-luv: 5.1-5.4 and LuaJIT)
+HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth lua-luv
 # TLS, proxy and HTTP/2 specs: a test CA (openssl), a TLS front (socat), an HTTP proxy
 # (tinyproxy), an h2 TLS front (nginx: Debian 12's light package, the binary alone)
 NET_PKGS := openssl socat tinyproxy-bin nginx
