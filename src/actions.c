@@ -145,14 +145,15 @@ static void check_messages(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Pushes "/generation?id=<id>" for the id at idx (checked). */
-static void push_generation_path(lua_State *L, int idx) {
+/* Pushes path + "?id=<id>" for the id at idx (checked). */
+static void push_id_query_path(lua_State *L, const char *path, int idx) {
   size_t len;
   const char *id = luaL_checklstring(L, idx, &len);
   if (len == 0 || len > 256) luaL_argerror(L, idx, "generation id must be 1-256 characters");
-  lua_pushliteral(L, "/generation?id=");
+  lua_pushstring(L, path);
+  lua_pushliteral(L, "?id=");
   push_escaped(L, id, len);
-  lua_concat(L, 2);
+  lua_concat(L, 3);
 }
 
 /* How long a 404 is retried: opts.wait at idx (0: none) or 5 seconds. */
@@ -186,10 +187,11 @@ static int is_dot_segment(const char *s, size_t n) {
   return dots == 1 || dots == 2;
 }
 
-/* Pushes "/models/<author>/<slug>/endpoints" for the model id at idx (checked). */
-static void push_endpoints_path(lua_State *L, int idx) {
+/* Pushes the row's path with "{id}" replaced by the model id at idx
+** ("author/slug", each part escaped; checked). */
+static void push_model_path(lua_State *L, const char *path, int idx) {
   size_t len, i, slash = 0;
-  const char *id = luaL_checklstring(L, idx, &len);
+  const char *id = luaL_checklstring(L, idx, &len), *hole = strstr(path, "{id}");
   for (i = 0; i < len; i++) {
     unsigned char c = (unsigned char)id[i];
     if (c == '/') {
@@ -204,12 +206,28 @@ static void push_endpoints_path(lua_State *L, int idx) {
   if (len > 200 || i < len || slash == 0 || slash == len - 1 || is_dot_segment(id, slash) ||
       is_dot_segment(id + slash + 1, len - slash - 1))
     luaL_argerror(L, idx, "model id must look like 'author/slug'");
-  lua_pushliteral(L, "/models/");
+  lua_pushlstring(L, path, (size_t)(hole - path));
   push_escaped(L, id, slash);
   lua_pushliteral(L, "/");
   push_escaped(L, id + slash + 1, len - slash - 1);
-  lua_pushliteral(L, "/endpoints");
+  lua_pushstring(L, hole + 4);
   lua_concat(L, 5);
+}
+
+/* Pushes the row's path with "{hash}" replaced by the key hash at idx: a
+** non-empty token of letters, digits, '-' and '_' (so never a dot segment). */
+static void push_hash_path(lua_State *L, const char *path, int idx) {
+  size_t len, i;
+  const char *hash = luaL_checklstring(L, idx, &len), *hole = strstr(path, "{hash}");
+  for (i = 0; i < len; i++) {
+    char c = hash[i];
+    if (!((c | 32) >= 'a' && (c | 32) <= 'z') && !(c >= '0' && c <= '9') && c != '-' && c != '_') break;
+  }
+  if (len == 0 || len > 256 || i < len) luaL_argerror(L, idx, "key hash must be letters, digits, '-' or '_'");
+  lua_pushlstring(L, path, (size_t)(hole - path));
+  lua_pushvalue(L, idx);
+  lua_pushstring(L, hole + 6);
+  lua_concat(L, 3);
 }
 
 static void check_embeddings(lua_State *L) {
@@ -236,70 +254,96 @@ static void check_embeddings(lua_State *L) {
 
 /* ---- the table of actions ---- */
 
-/* What the argument after self is, and how it becomes the path or the body. */
+/* What the arguments after self are, and how they become the path or the body. */
 typedef enum {
-  ARG_NONE,          /* get_credits(), get_key() */
-  ARG_QUERY,         /* get_models([query]); async: opts.query */
-  ARG_GENERATION_ID, /* get_generation(id [, { wait = }]): 404 retried while stats are written */
-  ARG_MODEL_ID,      /* get_model_endpoints("author/slug") */
-  ARG_CHAT,          /* params with messages, [on_chunk] */
-  ARG_PROMPT,        /* params with prompt, [on_chunk] */
-  ARG_EMBEDDINGS     /* params with input */
+  ARG_NONE,        /* get_credits() */
+  ARG_QUERY,       /* get_models([query]); async: opts.query */
+  ARG_ID,          /* get_generation(id [, { wait = }]): "?id=", a 404 retried while stats are written */
+  ARG_MODEL,       /* get_model_endpoints("author/slug"): the id in the path */
+  ARG_HASH,        /* delete_key(hash): the key's hash in the path */
+  ARG_BODY,        /* embeddings(params [, on_chunk]): a table sent as JSON */
+  ARG_HASH_BODY    /* update_key(hash, fields) */
 } arg_kind;
 
 typedef struct action {
   const char *name;
   or_method method;
-  const char *path;
+  const char *path;            /* "{id}" and "{hash}" are filled from the arguments */
   arg_kind arg;
+  void (*check)(lua_State *L); /* the params' own checks (argument 2), or NULL */
+  int callback;                /* the blocking form takes a streaming callback */
+  int stream_field;            /* streaming sends "stream": true in the body */
   or_shape shape;
   or_assembly assembly;
 } action;
 
 static const action actions[] = {
-  {"get_models", OR_GET, "/models", ARG_QUERY, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
-  {"get_credits", OR_GET, "/credits", ARG_NONE, OR_SHAPE_CREDITS, OR_ASSEMBLE_NONE},
-  {"get_key", OR_GET, "/key", ARG_NONE, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
-  {"get_generation", OR_GET, "/generation", ARG_GENERATION_ID, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
-  {"get_model_endpoints", OR_GET, "/models/{id}/endpoints", ARG_MODEL_ID, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
-  {"chat_completion", OR_POST, "/chat/completions", ARG_CHAT, OR_SHAPE_BODY, OR_ASSEMBLE_CHAT},
-  {"completion", OR_POST, "/completions", ARG_PROMPT, OR_SHAPE_BODY, OR_ASSEMBLE_COMPLETION},
-  {"embeddings", OR_POST, "/embeddings", ARG_EMBEDDINGS, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"get_models", OR_GET, "/models", ARG_QUERY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_user_models", OR_GET, "/models/user", ARG_QUERY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"count_models", OR_GET, "/models/count", ARG_QUERY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_model", OR_GET, "/model/{id}", ARG_MODEL, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_model_endpoints", OR_GET, "/models/{id}/endpoints", ARG_MODEL, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_embedding_models", OR_GET, "/embeddings/models", ARG_QUERY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_providers", OR_GET, "/providers", ARG_NONE, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_zdr_endpoints", OR_GET, "/endpoints/zdr", ARG_NONE, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_credits", OR_GET, "/credits", ARG_NONE, NULL, 0, 0, OR_SHAPE_CREDITS, OR_ASSEMBLE_NONE},
+  {"get_key", OR_GET, "/key", ARG_NONE, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_generation", OR_GET, "/generation", ARG_ID, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"get_generation_content", OR_GET, "/generation/content", ARG_ID, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"chat_completion", OR_POST, "/chat/completions", ARG_BODY, check_messages, 1, 1, OR_SHAPE_BODY, OR_ASSEMBLE_CHAT},
+  {"completion", OR_POST, "/completions", ARG_BODY, check_prompt, 1, 1, OR_SHAPE_BODY, OR_ASSEMBLE_COMPLETION},
+  {"responses", OR_POST, "/responses", ARG_BODY, NULL, 1, 1, OR_SHAPE_BODY, OR_ASSEMBLE_RESPONSES},
+  {"embeddings", OR_POST, "/embeddings", ARG_BODY, check_embeddings, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"images", OR_POST, "/images", ARG_BODY, NULL, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"rerank", OR_POST, "/rerank", ARG_BODY, NULL, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"speech", OR_POST, "/audio/speech", ARG_BODY, NULL, 1, 0, OR_SHAPE_ANY, OR_ASSEMBLE_NONE},
+  {"list_keys", OR_GET, "/keys", ARG_QUERY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"create_key", OR_POST, "/keys", ARG_BODY, NULL, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"get_key_info", OR_GET, "/keys/{hash}", ARG_HASH, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"update_key", OR_PATCH, "/keys/{hash}", ARG_HASH_BODY, NULL, 0, 0, OR_SHAPE_DATA, OR_ASSEMBLE_NONE},
+  {"delete_key", OR_DELETE, "/keys/{hash}", ARG_HASH, NULL, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
+  {"exchange_code", OR_POST, "/auth/keys", ARG_BODY, NULL, 0, 0, OR_SHAPE_BODY, OR_ASSEMBLE_NONE},
 };
 
-/* Checks the argument at 2 and pushes the path; sets call->body for params. */
+/* Checks the arguments and pushes the path; sets the body of a row that has one. */
 static void action_path(lua_State *L, const action *a, or_call *call, int query) {
-  switch (a->arg) {
-    case ARG_QUERY:
-      lua_pushstring(L, a->path);
-      add_query(L, query);
-      break;
-    case ARG_GENERATION_ID:
-      push_generation_path(L, 2);
-      break;
-    case ARG_MODEL_ID:
-      push_endpoints_path(L, 2);
-      break;
-    case ARG_CHAT:
-    case ARG_PROMPT:
-    case ARG_EMBEDDINGS:
-      if (a->arg == ARG_CHAT) check_messages(L);
-      else if (a->arg == ARG_PROMPT) check_prompt(L);
-      else check_embeddings(L);
-      call->body = 2;
-      call->body_is_params = 1;
-      lua_pushstring(L, a->path);
-      break;
-    default:
-      lua_pushstring(L, a->path);
+  int body = a->arg == ARG_BODY ? 2 : a->arg == ARG_HASH_BODY ? 3 : 0;
+  if (body) {
+    luaL_checktype(L, body, LUA_TTABLE);
+    if (a->check) a->check(L);
+    call->body = body;
+    call->body_is_params = a->stream_field;  /* streaming adds "stream": true */
+  }
+  if (a->arg == ARG_ID) {
+    push_id_query_path(L, a->path, 2);
+  } else if (a->arg == ARG_MODEL) {
+    push_model_path(L, a->path, 2);
+  } else if (a->arg == ARG_HASH || a->arg == ARG_HASH_BODY) {
+    push_hash_path(L, a->path, 2);
+  } else {
+    lua_pushstring(L, a->path);
+    if (a->arg == ARG_QUERY) add_query(L, query);
   }
   call->path = lua_tostring(L, -1);
 }
 
 /* Where the options of an async call are (and, blocking, a callback or the
-** query / wait table): argument 3 when the row takes an argument, else 2. */
+** query / wait table): after the row's arguments. */
 static int extra_arg(const action *a) {
-  return a->arg == ARG_NONE || a->arg == ARG_QUERY ? 2 : 3;
+  switch (a->arg) {
+    case ARG_NONE: case ARG_QUERY: return 2;
+    case ARG_HASH_BODY: return 4;
+    default: return 3;
+  }
+}
+
+/* The query table of a call: the blocking form's argument, or opts.query. */
+static int query_of(lua_State *L, int async, int extra) {
+  if (extra == 0) return 0;
+  if (!async) return extra;
+  lua_getfield(L, extra, "query");
+  if (!lua_isnil(L, -1) && !lua_istable(L, -1)) luaL_argerror(L, extra, "'query' must be a table");
+  return lua_istable(L, -1) ? lua_gettop(L) : 0;
 }
 
 /* One function for every row: upvalue 1 is the row, upvalue 2 true for _async. */
@@ -314,27 +358,18 @@ static int action_call(lua_State *L) {
   call.method = a->method;
   call.shape = a->shape;
   call.assembly = a->assembly;
-  if (a->arg == ARG_CHAT || a->arg == ARG_PROMPT || a->arg == ARG_EMBEDDINGS) luaL_checktype(L, 2, LUA_TTABLE);
   if (async) {
     opts = check_opts(L, at);
     lua_settop(L, opts);
     extra = opts;
   } else {
     extra = lua_isnoneornil(L, at) ? 0 : at;
-    if (extra && (a->arg == ARG_QUERY || a->arg == ARG_GENERATION_ID)) luaL_checktype(L, extra, LUA_TTABLE);
+    if (extra && (a->arg == ARG_QUERY || a->arg == ARG_ID)) luaL_checktype(L, extra, LUA_TTABLE);
+    if (a->callback) callback = check_callback(L, at);
     lua_settop(L, at);
   }
-  if (a->arg == ARG_QUERY && extra) {
-    if (async) {
-      lua_getfield(L, opts, "query");
-      if (!lua_isnil(L, -1) && !lua_istable(L, -1)) luaL_argerror(L, opts, "'query' must be a table");
-      query = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    } else {
-      query = extra;
-    }
-  }
-  if (a->arg == ARG_GENERATION_ID) wait = generation_wait(L, extra);
-  if (!async && (a->arg == ARG_CHAT || a->arg == ARG_PROMPT)) callback = check_callback(L, at);
+  if (a->arg == ARG_QUERY) query = query_of(L, async, extra);
+  if (a->arg == ARG_ID) wait = generation_wait(L, extra);
   action_path(L, a, &call, query);
   return or_run(L, c, &call, callback, opts, wait);
 }

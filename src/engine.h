@@ -119,6 +119,7 @@ typedef enum {
 typedef enum {
   OR_ASSEMBLE_CHAT,        /* chunks -> one chat response */
   OR_ASSEMBLE_COMPLETION,  /* chunks -> one text completion */
+  OR_ASSEMBLE_RESPONSES,   /* typed events -> the final response object of the Responses API */
   OR_ASSEMBLE_NONE         /* client:request: events (or bytes) as they are */
 } or_assembly;
 

@@ -10,8 +10,40 @@
 #include <string.h>
 #include <strings.h>
 
+/* The Responses API's partial: the last response snapshot, with the text deltas
+** received joined in `output_text`. */
+static void push_responses_partial(lua_State *L, int acc) {
+  lua_getfield(L, acc, "response");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_getfield(L, acc, "text");
+  if (lua_istable(L, -1)) {
+    int i, n = (int)or_rawlen(L, -1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1 - (i > 0 ? 0 : 0), i);
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_setfield(L, -3, "output_text");
+  }
+  lua_pop(L, 1);
+}
+
 static void set_partial(lua_State *L, or_request *r, int err) {
   if (!r->stream || r->assembly == OR_ASSEMBLE_NONE) return;
+  if (r->assembly == OR_ASSEMBLE_RESPONSES) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ACC]);
+    if (lua_istable(L, -1)) {
+      push_responses_partial(L, lua_gettop(L));
+      lua_setfield(L, err, "partial");
+    }
+    lua_pop(L, 1);
+    return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ACC]);
   if (or_stream_has_data(L, -1)) {
     or_stream_result(L, -1, r->assembly == OR_ASSEMBLE_COMPLETION);
@@ -258,6 +290,15 @@ static int push_success(lua_State *L, or_request *r) {
       (r->now.is_sse || r->now.body_started)) {
     lua_pushboolean(L, 1);  /* every piece went to on_chunk: nothing was kept */
     return 1;
+  }
+  if (r->now.is_sse && r->assembly == OR_ASSEMBLE_RESPONSES) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ACC]);
+    lua_getfield(L, -1, "response");
+    lua_remove(L, -2);
+    if (lua_istable(L, -1)) return 1;
+    lua_pop(L, 1);
+    or_error_new(L, "decode", "the event stream ended without a final response");
+    return 0;
   }
   if (r->now.is_sse && r->assembly == OR_ASSEMBLE_NONE) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ACC]);  /* the events */

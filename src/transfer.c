@@ -413,11 +413,67 @@ static int is_error_event(lua_State *L, int idx) {
   return yes;
 }
 
+/* A Responses API event at idx (typed: "response.created", "response.output_text.delta",
+** "response.completed", "error" ...): the last response snapshot and the text
+** deltas are kept in acc (for the result, or err.partial). Returns whether it
+** is an error; then the stash gets a body shaped like an OpenRouter error. */
+static int absorb_response_event(lua_State *L, or_request *r, int event) {
+  const char *type;
+  int failed;
+  lua_getfield(L, event, "type");
+  type = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ACC]);
+  lua_getfield(L, event, "response");
+  if (lua_istable(L, -1)) lua_setfield(L, -2, "response");
+  else lua_pop(L, 1);
+  if (type && strcmp(type, "response.output_text.delta") == 0) {
+    lua_getfield(L, -1, "text");
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, "text");
+    }
+    lua_getfield(L, event, "delta");
+    if (lua_type(L, -1) == LUA_TSTRING) lua_rawseti(L, -2, (int)or_rawlen(L, -2) + 1);
+    else lua_pop(L, 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  failed = type && (strcmp(type, "error") == 0 || strcmp(type, "response.failed") == 0);
+  if (failed) {
+    lua_newtable(L);  /* { error = the event's error } for or_error_fill_api */
+    if (strcmp(type, "error") == 0) {
+      lua_pushvalue(L, event);
+    } else {
+      lua_getfield(L, event, "response");
+      lua_getfield(L, -1, "error");
+      lua_remove(L, -2);
+      if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushliteral(L, "the response failed");
+        lua_setfield(L, -2, "message");
+      }
+    }
+    lua_setfield(L, -2, "error");
+    stash(L, r);
+  }
+  return failed;
+}
+
 /* A decoded event at idx: absorbed into the assembled response (actions) or
 ** kept in the list of events (client:request without a callback), handed to
 ** on_chunk; an error event ends the stream. Returns non-zero to stop. */
 static int take_event(lua_State *L, or_request *r, int chunk) {
   int failed;
+  if (r->assembly == OR_ASSEMBLE_RESPONSES && lua_istable(L, chunk)) {
+    failed = absorb_response_event(L, r, chunk);
+    if (!hand_over(L, r, chunk, failed)) return 1;
+    if (failed) r->now.stream_failed = 1;
+    return failed;
+  }
   if (r->assembly == OR_ASSEMBLE_NONE) {
     failed = is_error_event(L, chunk);
     if (r->refs[OR_REF_ON_CHUNK] == LUA_NOREF && !failed) {
@@ -672,8 +728,8 @@ void or_request_begin_attempt(lua_State *L, or_request *r) {
   or_unref(L, &r->refs[OR_REF_STASH]);
   or_unref(L, &r->refs[OR_REF_ACC]);
   if (r->stream) {  /* only a stream has chunks to assemble */
-    if (r->assembly == OR_ASSEMBLE_NONE)
-      lua_newtable(L);  /* the events, for client:request */
+    if (r->assembly == OR_ASSEMBLE_NONE || r->assembly == OR_ASSEMBLE_RESPONSES)
+      lua_newtable(L);  /* the events (client:request), or the Responses API's snapshot */
     else
       or_stream_new_acc(L);
     r->refs[OR_REF_ACC] = luaL_ref(L, LUA_REGISTRYINDEX);
