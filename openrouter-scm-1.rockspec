@@ -39,11 +39,13 @@ build = {
     ["openrouter"] = "lua/openrouter/init.lua",
     ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
     ["openrouter.models"] = "lua/openrouter/models.lua",
+    ["openrouter.uv"] = "lua/openrouter/uv.lua",
     ["openrouter.core"] = {
       sources = {
-        "src/actions.c", "src/buffer.c", "src/clock.c", "src/compat.c", "src/core.c",
-        "src/errmap.c", "src/errors.c", "src/handle.c", "src/json.c", "src/multi.c",
-        "src/request.c", "src/session.c", "src/sse.c", "src/stream.c",
+        "src/actions.c", "src/buffer.c", "src/client.c", "src/clock.c", "src/compat.c",
+        "src/config.c", "src/core.c", "src/driver.c", "src/errmap.c", "src/errors.c",
+        "src/json.c", "src/loop.c", "src/outcome.c", "src/request.c", "src/sse.c",
+        "src/stream.c", "src/transfer.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(CURL_INCDIR)" },
