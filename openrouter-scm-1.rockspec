@@ -38,14 +38,17 @@ build = {
   modules = {
     ["openrouter"] = "lua/openrouter/init.lua",
     ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
+    ["openrouter.media"] = "lua/openrouter/media.lua",
     ["openrouter.models"] = "lua/openrouter/models.lua",
+    ["openrouter.oauth"] = "lua/openrouter/oauth.lua",
+    ["openrouter.transcription"] = "lua/openrouter/transcription.lua",
     ["openrouter.uv"] = "lua/openrouter/uv.lua",
     ["openrouter.core"] = {
       sources = {
-        "src/actions.c", "src/buffer.c", "src/client.c", "src/clock.c", "src/compat.c",
-        "src/config.c", "src/core.c", "src/driver.c", "src/errmap.c", "src/errors.c",
-        "src/json.c", "src/loop.c", "src/outcome.c", "src/request.c", "src/sse.c",
-        "src/stream.c", "src/transfer.c",
+        "src/actions.c", "src/base64.c", "src/buffer.c", "src/client.c", "src/clock.c",
+        "src/compat.c", "src/config.c", "src/core.c", "src/driver.c", "src/errmap.c",
+        "src/errors.c", "src/json.c", "src/loop.c", "src/outcome.c", "src/platform.c",
+        "src/request.c", "src/sha256.c", "src/sse.c", "src/stream.c", "src/transfer.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       incdirs = { "$(CURL_INCDIR)" },

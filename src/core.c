@@ -5,6 +5,9 @@
 ** (busted re-opens C modules for each spec file).
 */
 #include "bindings.h"
+#include "base64.h"
+#include "platform.h"
+#include "sha256.h"
 
 #include <string.h>
 
@@ -76,12 +79,56 @@ static int core_is_client(lua_State *L) {
   return 1;
 }
 
+/* core.base64(s [, "url"]): s in base64, standard and padded, or with "url"
+** the URL-safe alphabet without padding (RFC 4648 sections 4 and 5). */
+static int core_base64(lua_State *L) {
+  static const char *const variants[] = {"std", "url", NULL};
+  size_t n, len;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int variant = luaL_checkoption(L, 2, "std", variants) == 1 ? OR_BASE64_URL : OR_BASE64_STD;
+  char *out;
+  len = or_base64_encoded_len(n, variant);
+  if (len == 0 && n > 0) return luaL_argerror(L, 1, "string too long to encode");
+  out = (char *)lua_newuserdata(L, len ? len : 1);  /* freed by the collector, even on error */
+  lua_pushlstring(L, out, or_base64_encode((const unsigned char *)s, n, out, variant));
+  return 1;
+}
+
+/* core.sha256(s): the 32 bytes of s's SHA-256 digest. */
+static int core_sha256(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  unsigned char digest[OR_SHA256_LEN];
+  or_sha256(s, n, digest);
+  lua_pushlstring(L, (const char *)digest, sizeof digest);
+  return 1;
+}
+
+/* core.random_bytes(n): n bytes (1..4096) from the system's cryptographic
+** random source, or nil, message when it failed. */
+static int core_random_bytes(lua_State *L) {
+  unsigned char bytes[4096];
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof bytes, 1, "must be from 1 to 4096");
+  if (or_random_bytes(bytes, (size_t)n) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the system's random source failed");
+    return 2;
+  }
+  lua_pushlstring(L, (const char *)bytes, (size_t)n);
+  memset(bytes, 0, sizeof bytes);
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
   {"is_client", core_is_client},
   {"new", or_client_new},
   {"_sse_events", core_sse_events},
   {"json_encode", or_json_encode_lua},
   {"json_decode", or_json_decode_lua},
+  {"base64", core_base64},
+  {"sha256", core_sha256},
+  {"random_bytes", core_random_bytes},
   {NULL, NULL}
 };
 
