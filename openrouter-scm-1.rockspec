@@ -58,7 +58,8 @@ build = {
   },
   platforms = {
     windows = {
-      modules = { ["openrouter.core"] = { libraries = { "libcurl", "ws2_32" } } },
+      -- bcrypt: BCryptGenRandom, the random source of OAuth PKCE verifiers (src/platform.c)
+      modules = { ["openrouter.core"] = { libraries = { "libcurl", "ws2_32", "bcrypt" } } },
     },
   },
   install = {

@@ -232,6 +232,21 @@ end
 --- Keeps the models of a list that meet criteria (see `openrouter.models`).
 M.filter_models = require("openrouter.models").filter_models
 
+local media = require("openrouter.media")
+
+--- An image content part from a path or bytes (see `openrouter.media`).
+M.image = media.image
+
+--- A file content part (a PDF, say) from a path or bytes (see `openrouter.media`).
+M.file = media.file
+
+--- An audio content part from a path or bytes (see `openrouter.media`).
+M.audio = media.audio
+
+--- OAuth PKCE: `pkce()`, `authorize_url{...}` (see `openrouter.oauth`).
+M.oauth = require("openrouter.oauth")
+
 require("openrouter.conversation").install(M)
+require("openrouter.transcription").install(M)
 
 return M
