@@ -2194,98 +2194,6 @@ API["/keys"] = { method = "GET, POST", handler = keys_collection }
 API_PATTERNS[#API_PATTERNS + 1] = { "^/keys/([^/]+)$", "GET, PATCH, DELETE", key_by_hash }
 
 ---------------------------------------------------------------------------------------------
--- OAuth PKCE (spec/oauth_spec.lua, spec/cli_spec.lua "login"): the authorization page at the
--- site root and the code exchange
----------------------------------------------------------------------------------------------
---   GET /auth?callback_url=&code_challenge=&code_challenge_method=   (outside /api/v1, not
---                            recorded) the user "approves" at once: 302 to callback_url with
---                            code=<code> added to its query. 400 (JSON) when callback_url is
---                            not an http(s) URL, code_challenge is missing or the method is
---                            not S256 or plain (default S256).
---   POST /auth/keys          { code, code_verifier, code_challenge_method }: no key needed.
---                            200 { key = "sk-or-v1-<64 hex>", user_id } once per code; 400
---                            without code; 403 "Invalid code or code_verifier" for an unknown
---                            or used code, or a verifier whose S256 (base64url of its SHA-256,
---                            computed with sha256sum) or plain form is not the challenge.
-
-local BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
--- base64url without padding of the bytes a hex string spells.
-local function hex_to_base64url(hex)
-  local bytes = hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
-  local out = {}
-  for i = 1, #bytes, 3 do
-    local a, b, c = bytes:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local digits = { math.floor(n / 262144), math.floor(n / 4096) % 64, math.floor(n / 64) % 64, n % 64 }
-    for k = 1, (c and 4) or (b and 3) or 2 do
-      out[#out + 1] = BASE64URL:sub(digits[k] + 1, digits[k] + 1)
-    end
-  end
-  return table.concat(out)
-end
-
--- S256 of a verifier (RFC 7636 4.2); the verifier holds unreserved characters only.
-local function s256(verifier)
-  if not verifier:find("^[%w%-%._~]+$") then return nil end
-  local p = io.popen("printf '%s' '" .. verifier .. "' | sha256sum")
-  local out = p and p:read("*a") or ""
-  if p then p:close() end
-  local hex = out:match("^(%x+)")
-  return hex and #hex == 64 and hex_to_base64url(hex) or nil
-end
-
-local function auth_codes(server)
-  server.auth_codes = server.auth_codes or { n = 0, by_code = {} }
-  return server.auth_codes
-end
-
--- GET {site root}/auth: the authorization page, approved at once.
-local function auth_page(conn, req)
-  local q = parse_query(req.query)
-  local cb, challenge, method = q.callback_url, q.code_challenge, q.code_challenge_method or "S256"
-  if req.method ~= "GET" then
-    return respond_json(conn, 405, error_body(405, "Method Not Allowed"), { { "Allow", "GET" } })
-  end
-  if not cb or not cb:find("^https?://[^/]") or cb:find("[%s%c]") then
-    return bad_request(conn, "callback_url: must be an http or https URL")
-  end
-  if not challenge or challenge == "" then return bad_request(conn, "code_challenge: Required") end
-  if method ~= "S256" and method ~= "plain" then
-    return bad_request(conn, "code_challenge_method: must be S256 or plain")
-  end
-  local store = auth_codes(conn.server)
-  store.n = store.n + 1
-  local code = ("emu-code-%d-%06x"):format(store.n, math.random(0, 0xffffff))
-  store.by_code[code] = { challenge = challenge, method = method, n = store.n }
-  local fragment = cb:match("#.*$") or ""
-  local base = cb:sub(1, #cb - #fragment)
-  local location = base .. (base:find("?", 1, true) and "&" or "?") .. "code=" .. code .. fragment
-  respond(conn, 302, "text/html", "<a href=\"" .. location .. "\">continue</a>",
-    { { "Location", location } })
-end
-
--- POST /auth/keys: the code and its verifier for a new key.
-local function auth_keys(conn, req)
-  local body = json_object_body(conn, req)
-  if not body then return end
-  if type(body.code) ~= "string" or body.code == "" then return bad_request(conn, "code: Required") end
-  local store = auth_codes(conn.server)
-  local entry = store.by_code[body.code]
-  local verifier = type(body.code_verifier) == "string" and body.code_verifier or ""
-  local ok = entry and ((entry.method == "plain" and verifier == entry.challenge)
-    or (entry.method == "S256" and s256(verifier) == entry.challenge))
-  if not ok then
-    return respond_json(conn, 403, error_body(403, "Invalid code or code_verifier"))
-  end
-  store.by_code[body.code] = nil
-  local key = "sk-or-v1-" .. ("%08x"):format(entry.n) .. ("0"):rep(48) .. "a11ce0de"
-  respond_json(conn, 200, { key = key, user_id = "user_emulator" })
-end
-
-API["/auth/keys"] = { method = "POST", handler = auth_keys }
-
----------------------------------------------------------------------------------------------
 -- Control endpoints (not recorded)
 ---------------------------------------------------------------------------------------------
 
@@ -2349,7 +2257,6 @@ local function route_request(conn, req)
   if req.path:sub(1, #CONTROL_PREFIX) == CONTROL_PREFIX then
     return dispatch(conn, req, CONTROL, req.path:sub(#CONTROL_PREFIX + 1))
   end
-  if req.path == "/auth" then return auth_page(conn, req) end -- the site root's page
   local endpoint = req.path:match("^/api/v1(/.*)$")
   if not endpoint then
     return respond_json(conn, 404, error_body(404, "Not Found"))
