@@ -48,9 +48,16 @@ HAS_TMUX = HAS_TMUX == true or HAS_TMUX == 0
 
 local emu
 
+-- An empty config directory for every run unless overridden: a key stored on this machine
+-- by 'openrouter login' is never used by the specs.
+local CONFIG_HOME = os.tmpname()
+os.remove(CONFIG_HOME)
+os.execute("mkdir -p " .. shell_quote(CONFIG_HOME))
+
 -- The environment of a CLI run: the emulator and a key unless overridden; `false` unsets.
 local function env_prefix(env, unset)
-  local vars = { OPENROUTER_BASE_URL = emu.url, OPENROUTER_API_KEY = KEY }
+  local vars = { OPENROUTER_BASE_URL = emu.url, OPENROUTER_API_KEY = KEY,
+                 XDG_CONFIG_HOME = CONFIG_HOME }
   for k, v in pairs(env or {}) do vars[k] = v end
   local parts = { "env -u OPENROUTER_MODEL -u NO_COLOR -u OPENROUTER_BASE_URL -u OPENROUTER_API_KEY" }
   for _, name in ipairs(unset or {}) do parts[#parts + 1] = "-u " .. name end
@@ -189,6 +196,7 @@ describe("openrouter CLI", function()
   teardown(function()
     if emu then emu:stop() end
     os.remove(TMUX_CONF)
+    os.execute("rm -rf " .. shell_quote(CONFIG_HOME))
   end)
 
   before_each(function() emu:reset() end)
@@ -338,7 +346,7 @@ describe("openrouter CLI", function()
       assert.are.equal(5, status)
       assert.are.equal("", out)
       assert.are.equal("openrouter: api error: No auth credentials found (HTTP 401); "
-        .. "set OPENROUTER_API_KEY or pass --api-key\n", err)
+        .. "set OPENROUTER_API_KEY, pass --api-key or run 'openrouter login'\n", err)
     end)
   end)
 
@@ -528,6 +536,152 @@ describe("openrouter CLI", function()
   ------------------------------------------------------------------------------------------
   -- A real terminal
   ------------------------------------------------------------------------------------------
+
+  describe("login and logout (OAuth PKCE against the emulator's authorization page)", function()
+    local url = require("socket.url")
+
+    -- A GET on a fresh connection: status, Location.
+    local function http_get(target)
+      local parsed = url.parse(target)
+      local sock = assert(socket.connect(parsed.host, tonumber(parsed.port)))
+      sock:settimeout(10)
+      sock:send("GET " .. parsed.path .. (parsed.query and ("?" .. parsed.query) or "")
+        .. " HTTP/1.1\r\nHost: " .. parsed.host .. "\r\nConnection: close\r\n\r\n")
+      local raw = sock:receive("*a") or ""
+      sock:close()
+      return tonumber(raw:match("^HTTP/1%.%d (%d+)")), raw:match("\r\n[Ll]ocation: ([^\r\n]+)")
+    end
+
+    -- Starts the CLI in the background; returns a handle whose wait() gives stdout,
+    -- stderr, status once it has exited.
+    local function spawn(args, env)
+      local dir = os.tmpname()
+      os.remove(dir)
+      os.execute("mkdir -p " .. shell_quote(dir))
+      os.execute(("(cd %s && %s %s %s %s </dev/null >%s/out 2>%s/err; echo $? >%s/status) &"):format(
+        shell_quote(ROOT), env_prefix(env), LUA, shell_quote(CLI), argline(args), dir, dir, dir))
+      local h = { dir = dir }
+      function h.stderr() return read_file(dir .. "/err") or "" end
+      function h.wait(seconds)
+        local deadline = socket.gettime() + (seconds or 10)
+        while not read_file(dir .. "/status") and socket.gettime() < deadline do socket.sleep(0.05) end
+        local status = tonumber(read_file(dir .. "/status") or "")
+        local out, err = read_file(dir .. "/out") or "", h.stderr()
+        os.execute("rm -rf " .. shell_quote(dir))
+        return out, err, status
+      end
+      return h
+    end
+
+    -- Waits for the authorization URL on the CLI's stderr.
+    local function printed_url(h)
+      local deadline = socket.gettime() + 10
+      repeat
+        local found = h.stderr():match("(http://127%.0%.0%.1:%d+/auth%?%S+)")
+        if found then return found end
+        socket.sleep(0.05)
+      until socket.gettime() > deadline
+      error("no authorization URL on stderr: " .. h.stderr())
+    end
+
+    it("signs in: the URL, the redirect caught on 127.0.0.1, the key stored 0600 and used", function()
+      local config = os.tmpname()
+      os.remove(config)
+      local env = { OPENROUTER_API_KEY = false, XDG_CONFIG_HOME = config, DISPLAY = false }
+      local h = spawn({ "login", "--no-browser" }, env)
+      local auth_url = printed_url(h)
+      assert.matches("^" .. emu.url:gsub("/api/v1$", ""):gsub("%p", "%%%0") .. "/auth%?callback_url="
+        .. "http%%3A%%2F%%2F127%.0%.0%.1%%3A%d+%%2Fcallback&code_challenge=[%w%-_]+"
+        .. "&code_challenge_method=S256$", auth_url)
+      -- the browser: the authorization page redirects to the listener, which answers a page
+      local status, location = http_get(auth_url)
+      assert.are.equal(302, status)
+      assert.matches("^http://127%.0%.0%.1:%d+/callback%?code=", location)
+      assert.are.equal(200, (http_get(location)))
+      local out, err, code = h.wait()
+      assert.are.equal(0, code, err)
+      local path = config .. "/openrouter/key"
+      assert.matches("Signed in. The key is stored in " .. path:gsub("%p", "%%%0"), out)
+      local key = assert(read_file(path)):match("^(%S+)\n$")
+      assert.matches("^sk%-or%-v1%-%x+$", key)
+      assert.is_nil(out:find(key, 1, true))
+      assert.is_nil(err:find(key, 1, true))
+      assert.are.equal("600", command_output("stat -c %a " .. shell_quote(path)):match("%d+"))
+      assert.are.equal("700", command_output("stat -c %a " .. shell_quote(config .. "/openrouter")):match("%d+"))
+      -- the exchange went without a key, the code and the verifier in its body
+      local exchange
+      for _, r in ipairs(emu:requests()) do
+        if r.path == "/api/v1/auth/keys" then exchange = r end
+      end
+      assert.is_nil(exchange.headers.authorization)
+      assert.are.equal("S256", exchange.json.code_challenge_method)
+      assert.matches("^[%w%-_]+$", exchange.json.code_verifier)
+
+      -- the stored key is used when no other is given; --api-key and the variable come first
+      local _, _, st = run({ "credits" }, { env = env })
+      assert.are.equal(0, st)
+      assert.are.equal("Bearer " .. key, emu:last_request().headers.authorization)
+      run({ "credits" }, { env = { OPENROUTER_API_KEY = KEY, XDG_CONFIG_HOME = config } })
+      assert.are.equal("Bearer " .. KEY, emu:last_request().headers.authorization)
+      run({ "--api-key", "sk-or-v1-from-the-flag-0000", "credits" }, { env = env })
+      assert.are.equal("Bearer sk-or-v1-from-the-flag-0000", emu:last_request().headers.authorization)
+
+      -- logout removes it; then there is no key
+      out, err, st = run({ "logout" }, { env = env })
+      assert.are.equal(0, st, err)
+      assert.matches("Signed out", out)
+      assert.is_nil(read_file(path))
+      out, err, st = run({ "credits" }, { env = env })
+      assert.are.equal(5, st)
+      assert.matches("run 'openrouter login'", err)
+      out, _, st = run({ "logout" }, { env = env })
+      assert.are.equal(0, st)
+      assert.matches("Not signed in", out)
+      os.execute("rm -rf " .. shell_quote(config))
+    end)
+
+    it("a login replaces a stored key; without XDG_CONFIG_HOME the key goes to ~/.config", function()
+      local home = os.tmpname()
+      os.remove(home)
+      os.execute("mkdir -p " .. shell_quote(home .. "/.config/openrouter"))
+      write_file(home .. "/.config/openrouter/key", "sk-or-v1-old-key-00000000\n")
+      local env = { OPENROUTER_API_KEY = false, XDG_CONFIG_HOME = false, HOME = home, DISPLAY = false }
+      local h = spawn({ "login", "--no-browser" }, env)
+      local _, location = http_get(printed_url(h))
+      http_get(location)
+      local _, err, code = h.wait()
+      assert.are.equal(0, code, err)
+      local key = read_file(home .. "/.config/openrouter/key")
+      assert.matches("^sk%-or%-v1%-%x+\n$", key)
+      os.execute("rm -rf " .. shell_quote(home))
+    end)
+
+    it("nobody signs in: a timeout error after --timeout, status 3; nothing stored", function()
+      local config = os.tmpname()
+      os.remove(config)
+      local h = spawn({ "--timeout", "1", "login", "--no-browser" },
+        { OPENROUTER_API_KEY = false, XDG_CONFIG_HOME = config, DISPLAY = false })
+      printed_url(h)
+      local _, err, code = h.wait(15)
+      assert.are.equal(3, code, err)
+      assert.matches("openrouter: timeout error: no sign%-in within 1 s", err)
+      assert.is_nil(read_file(config .. "/openrouter/key"))
+    end)
+
+    it("a refused sign-in (the redirect carries error=): api error, status 5", function()
+      local config = os.tmpname()
+      os.remove(config)
+      local h = spawn({ "login", "--no-browser" },
+        { OPENROUTER_API_KEY = false, XDG_CONFIG_HOME = config, DISPLAY = false })
+      local port = printed_url(h):match("127%.0%.0%.1%%3A(%d+)")
+      assert.are.equal(404, (http_get("http://127.0.0.1:" .. port .. "/favicon.ico")))
+      assert.are.equal(400, (http_get("http://127.0.0.1:" .. port .. "/callback?error=access_denied")))
+      local _, err, code = h.wait()
+      assert.are.equal(5, code, err)
+      assert.matches("sign%-in refused: access_denied", err)
+      assert.is_nil(read_file(config .. "/openrouter/key"))
+    end)
+  end)
 
   describe("on a terminal (tmux)", function()
     if not HAS_TMUX then
