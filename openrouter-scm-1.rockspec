@@ -37,6 +37,7 @@ build = {
   type = "builtin",
   modules = {
     ["openrouter"] = "lua/openrouter/init.lua",
+    ["openrouter.async"] = "lua/openrouter/async.lua",
     ["openrouter.conversation"] = "lua/openrouter/conversation.lua",
     ["openrouter.media"] = "lua/openrouter/media.lua",
     ["openrouter.models"] = "lua/openrouter/models.lua",

@@ -9,6 +9,7 @@
 -- @module openrouter.conversation
 
 local core = require("openrouter.core")
+local async = require("openrouter.async")
 
 local M = {}
 
@@ -214,7 +215,8 @@ local function run_tool(self, call)
   elseif type(raw) == "table" then
     args = raw
   end
-  local ok, result = pcall(tool.handler, args, call)
+  -- async.pcall: a handler may wait inside a task, on Lua 5.1 too
+  local ok, result = async.pcall(tool.handler, args, call)
   if not ok then
     return nil, new_error("tool", ("tool '%s' failed: %s"):format(name, tostring(result)),
       { tool = name, tool_call_id = call.id, cause = result })
@@ -339,10 +341,13 @@ function Turn:cancel()
   return self.request:cancel()
 end
 
---- Drives the client until the turn is done.
+--- Drives the client until the turn is done (inside a task: yields until it is).
 -- @treturn ?string the reply text, or nil, err
 function Turn:wait()
-  while not self.done do self.request:wait() end
+  local in_task = async.in_task()
+  while not self.done do
+    if in_task then async.await(self.request) else self.request:wait() end
+  end
   return self.result, self.error
 end
 

@@ -249,4 +249,12 @@ M.oauth = require("openrouter.oauth")
 require("openrouter.conversation").install(M)
 require("openrouter.transcription").install(M)
 
+--- Runs a function as a task, in which every blocking call yields instead of blocking
+-- (`openrouter.async(fn, ...)`; see `openrouter.async`).
+-- @function async
+-- @tparam function fn
+-- @param ... its arguments
+-- @treturn Task
+require("openrouter.async").install(M)
+
 return M
