@@ -346,6 +346,14 @@ static int query_of(lua_State *L, int async, int extra) {
   return lua_istable(L, -1) ? lua_gettop(L) : 0;
 }
 
+/* The types of the row's arguments. */
+static void check_args(lua_State *L, const action *a) {
+  if (a->arg == ARG_BODY) luaL_checktype(L, 2, LUA_TTABLE);
+  if (a->arg == ARG_ID || a->arg == ARG_MODEL || a->arg == ARG_HASH || a->arg == ARG_HASH_BODY)
+    luaL_checkstring(L, 2);
+  if (a->arg == ARG_HASH_BODY) luaL_checktype(L, 3, LUA_TTABLE);
+}
+
 /* One function for every row: upvalue 1 is the row, upvalue 2 true for _async. */
 static int action_call(lua_State *L) {
   const action *a = (const action *)lua_touserdata(L, lua_upvalueindex(1));
@@ -358,6 +366,7 @@ static int action_call(lua_State *L) {
   call.method = a->method;
   call.shape = a->shape;
   call.assembly = a->assembly;
+  check_args(L, a);  /* before anything moves the stack: "got no value" stays so */
   if (async) {
     opts = check_opts(L, at);
     lua_settop(L, opts);

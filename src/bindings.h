@@ -20,7 +20,7 @@ int or_client_open(lua_State *L);
 
 /* ---- request.c ---- */
 
-int or_request_object_open(lua_State *L);
+int or_request_object_open(lua_State *L);  /* pushes the request method table */
 /* Runs `call` for the client at stack index 1: a blocking call (opts_idx 0;
 ** callback_idx: its on_chunk, or 0) pushes res, err, info; an async one pushes
 ** the request object. not_found_wait: seconds a 404 is retried (0: none). */

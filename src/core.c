@@ -145,8 +145,10 @@ int luaopen_openrouter_core(lua_State *L) {
   }
   or_json_open(L);
   or_errors_open(L);
-  or_request_object_open(L);
+  or_request_object_open(L);  /* pushes the request methods */
   or_newlib(L, core_functions);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "Request");
   or_client_open(L);
   or_actions_register(L, -1);
   lua_setfield(L, -2, "Client");

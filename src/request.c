@@ -135,6 +135,11 @@ static int handle_index(lua_State *L) {
     lua_pushboolean(L, r == NULL || r->state == OR_STATE_DONE);
     return 1;
   }
+  if (key && strcmp(key, "client") == 0) {  /* the client driving it, while it is not done */
+    if (r == NULL || r->state == OR_STATE_DONE) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_CLIENT]);
+    return 1;
+  }
   if (key && (strcmp(key, "result") == 0 || strcmp(key, "error") == 0 || strcmp(key, "info") == 0)) {
     if (r == NULL) return 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[key[0] == 'r' ? OR_REF_RESULT : key[0] == 'e' ? OR_REF_ERROR : OR_REF_INFO]);
@@ -178,10 +183,12 @@ int or_request_object_open(lua_State *L) {
   lua_pushcfunction(L, handle_tostring);
   lua_setfield(L, -2, "__tostring");
   or_newlib(L, handle_methods);
+  lua_pushvalue(L, -1);
+  lua_insert(L, -3);  /* the method table stays on the stack: core.Request */
   lua_pushcclosure(L, handle_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  return 0;
+  return 1;
 }
 
 /* ---- the shared path of every call ---- */
