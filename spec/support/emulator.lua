@@ -835,6 +835,64 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --                            ?include_disabled=true, ?offset=N), DELETE { deleted = true };
 --                            404 for an unknown hash, 400 for a body the description refuses
 --
+-- More of the API (spec/api_more_spec.lua), by endpoint (a 401 without a key where marked):
+--   GET /models/user (key)   ModelsListResponse { data, total_count, links.next } of the models
+--                            the user's privacy settings allow: the list of GET /models without
+--                            the :free ones; ?offset= and ?limit= (1-1000) page it (the whole
+--                            list when both are absent; links.next names the next page), else 400
+--   GET /embeddings/models   the same shape: three embedding models (output_modalities
+--                            ["embeddings"]), paged the same way
+--   GET /models/count        { data = { count } } of the models whose output modalities meet
+--                            ?output_modalities= (a comma list of text, image, audio,
+--                            embeddings, or all; default text); 400 for another name
+--   GET /model/{author}/{slug}  { data = <the model> } (chat or embedding model); 404 otherwise
+--   GET /providers           { data = [...] } name (ProviderName of the description), slug,
+--                            privacy_policy_url, terms_of_service_url, status_page_url,
+--                            headquarters, datacenters
+--   GET /endpoints/zdr       { data = [PublicEndpoint...] } five zero-data-retention endpoints
+--   GET /generation/content?id= (key)  { data = { input = { messages } or { prompt }, output =
+--                            { completion, reasoning }, error = null } }; 404 until written, as
+--                            GET /generation (chat, completions and responses requests)
+--   POST /images (key)       ImageGenerationRequest (model, prompt required; n 1-10; an
+--                            output_format of the enum): ImageGenerationResponse { created,
+--                            data = n x { b64_json = a 1x1 PNG, media_type = "image/png" },
+--                            usage }; 400 otherwise
+--   POST /rerank (key)       model, query, documents (strings or { text, image }), top_n: the
+--                            results best first, relevance_score = the share of the query's
+--                            words the document holds, ties by index; { id, model, provider,
+--                            results = [{ index, relevance_score, document }], usage }
+--   POST /responses (key)    "Echo: <last user input>" (input: a string, or items whose content
+--                            is a string or input_text parts) as an OpenResponsesResult (object
+--                            "response", status "completed", one output message with one
+--                            output_text, usage with input/output tokens; the request's
+--                            instructions, temperature, tools... echoed); "stream": true sends
+--                            the typed events, each an `event: <type>` line and a `data:` JSON
+--                            with `type` and `sequence_number` (0, 1, ...): response.created,
+--                            response.in_progress, response.output_item.added,
+--                            response.content_part.added, response.output_text.delta per word,
+--                            response.output_text.done, response.content_part.done,
+--                            response.output_item.done, response.completed (the whole response),
+--                            then data: [DONE]. Models:
+--     emulator/response-error   stream: two deltas, then an `error` event (code "server_error",
+--                            message, param null) and the end; non-streamed: 502 error body
+--     emulator/response-failed  stream: two deltas, then response.failed (status "failed",
+--                            error { code = "server_error", message }, the text so far as an
+--                            incomplete message); non-streamed: that response, status 200
+--     emulator/<other>, missing/<x>   400 "... is not a valid model ID"
+--   GET /auth?callback_url=&code_challenge=&code_challenge_method=  (at the site root, not under
+--                            /api/v1: OpenRouter's authorization page; recorded in the log) a
+--                            signed-in user who always approves: 302 to callback_url?code=<code>
+--                            (&code= when it has a query); 400 without an http(s) callback_url,
+--                            for a method other than S256 or plain, or a method without a
+--                            challenge. A challenge without a method is "plain" (RFC 7636)
+--   POST /auth/keys          { code, code_verifier, code_challenge_method }, no key needed: 200
+--                            { key = "sk-or-v1-<64 hex>", user_id }, once per code; 403 for an
+--                            unknown or used code or a verifier whose S256 (base64url of its
+--                            SHA-256, computed in plain Lua) or plain form is not the challenge;
+--                            400 for a malformed body, a missing verifier when there was a
+--                            challenge, or a method other than the authorization's. Codes live
+--                            until POST /_emulator/reset
+--
 -- `pattern` matches the text after "emulator/<name>:" (default: nothing); its captures are
 -- passed to `run` after the request context.
 local SCENARIOS = {}
@@ -1554,7 +1612,7 @@ local GENERATION_DELAY = 0.3
 local function record_generation(ctx, cancelled)
   local server = ctx.conn.server
   local prompt_cost, completion_cost = ctx.prompt_tokens * 0.00000015, ctx.completion_tokens * 0.0000006
-  server.generations[ctx.id] = { ready_at = socket.gettime() + GENERATION_DELAY, data = {
+  server.generations[ctx.id] = { ready_at = socket.gettime() + GENERATION_DELAY, ctx = ctx, data = {
     id = ctx.id, upstream_id = "chatcmpl-" .. ctx.id, model = ctx.model, provider_name = PROVIDER,
     created_at = os.date("!%Y-%m-%dT%H:%M:%S+00:00", ctx.created), streamed = ctx.stream,
     cancelled = cancelled, finish_reason = cancelled and null or "stop",
@@ -2194,6 +2252,591 @@ API["/keys"] = { method = "GET, POST", handler = keys_collection }
 API_PATTERNS[#API_PATTERNS + 1] = { "^/keys/([^/]+)$", "GET, PATCH, DELETE", key_by_hash }
 
 ---------------------------------------------------------------------------------------------
+-- More of the API (spec/api_more_spec.lua): the model catalogue (GET /models/user,
+-- /models/count, /model/{author}/{slug}, /embeddings/models, /providers, /endpoints/zdr),
+-- GET /generation/content, POST /images, POST /rerank, POST /responses, and OAuth PKCE (the
+-- authorization page at the site root, GET /auth, and POST /auth/keys)
+---------------------------------------------------------------------------------------------
+
+-- A function of its own, so that its locals do not count against the main chunk's limit of
+-- 200 (Lua 5.1 allows 60 upvalues: it uses about 30); it returns the authorization page,
+-- answered from route_request.
+local authorization_page = (function()
+
+-- Embedding models, shaped as GET /models entries whose output is embeddings.
+local EMBEDDING_MODELS = {}
+for i, m in ipairs({
+  { id = "openai/text-embedding-3-small", name = "OpenAI: Text Embedding 3 Small",
+    created = 1706140800, context = 8192, prompt = "0.00000002" },
+  { id = "openai/text-embedding-3-large", name = "OpenAI: Text Embedding 3 Large",
+    created = 1706140800, context = 8192, prompt = "0.00000013" },
+  { id = "qwen/qwen3-embedding-8b", name = "Qwen: Qwen3 Embedding 8B", created = 1749513600,
+    context = 32768, prompt = "0.00000001" },
+}) do
+  local entry = model_entry { id = m.id, slug = m.id, name = m.name, created = m.created,
+    description = m.name .. " turns text into vectors.", context = m.context,
+    tokenizer = i == 3 and "Qwen3" or "GPT", prompt = m.prompt, completion = "0",
+    params = EMPTY_ARRAY }
+  entry.architecture.modality = "text->embeddings"
+  entry.architecture.output_modalities = { "embeddings" }
+  EMBEDDING_MODELS[i] = entry
+end
+
+-- Providers, by names the description's ProviderName lists.
+local PROVIDERS = {}
+for i, p in ipairs({
+  { "OpenAI", "openai", "openai.com", "US", { "US" } },
+  { "Anthropic", "anthropic", "anthropic.com", "US", { "US" } },
+  { "Google", "google-vertex", "cloud.google.com", "US", { "US", "BE", "NL" } },
+  { "Mistral", "mistral", "mistral.ai", "FR", { "FR", "SE" } },
+  { "DeepSeek", "deepseek", "deepseek.com", "CN", { "CN" } },
+  { "Together", "together", "together.ai", "US", { "US" } },
+  { "Cohere", "cohere", "cohere.com", "CA", { "US", "CA" } },
+  { "Amazon Bedrock", "amazon-bedrock", "aws.amazon.com", "US", { "US", "DE", "JP" } },
+}) do
+  PROVIDERS[i] = { name = p[1], slug = p[2], privacy_policy_url = "https://" .. p[3] .. "/privacy",
+    terms_of_service_url = "https://" .. p[3] .. "/terms", status_page_url = "https://status." .. p[3],
+    headquarters = p[4], datacenters = p[5] }
+end
+
+-- Endpoints that keep zero data: { model id, provider, tag, quantization }.
+local ZDR_ENDPOINTS = {
+  { "openai/gpt-4o-mini", "OpenAI", "openai", "unknown" },
+  { "anthropic/claude-sonnet-4.5", "Amazon Bedrock", "amazon-bedrock", "unknown" },
+  { "google/gemini-2.5-flash", "Google", "google-vertex", "unknown" },
+  { "mistralai/mistral-small-3.2-24b-instruct", "Mistral", "mistral", "bf16" },
+  { "qwen/qwen3-coder", "Together", "together/fp8", "fp8" },
+}
+
+local function zdr_endpoint(e)
+  local m = find_model(e[1])
+  return {
+    name = e[2] .. " | " .. m.id, model_id = m.id, model_name = m.name, provider_name = e[2],
+    tag = e[3], quantization = e[4], status = 0, context_length = m.context_length,
+    max_completion_tokens = m.top_provider.max_completion_tokens, max_prompt_tokens = null,
+    pricing = { prompt = m.pricing.prompt, completion = m.pricing.completion, request = "0",
+                image = m.pricing.image },
+    supported_parameters = m.supported_parameters, supports_implicit_caching = true,
+    supports_voice_cloning = false,
+    uptime_last_5m = 100, uptime_last_30m = 99.5, uptime_last_1d = 99.8,
+    latency_last_30m = { p50 = 0.25, p75 = 0.35, p90 = 0.48, p99 = 0.85 },
+    throughput_last_30m = { p50 = 45.2, p75 = 38.5, p90 = 28.3, p99 = 15.1 },
+  }
+end
+
+-- A ModelsListResponse of `list`, paged by ?offset= and ?limit= (the whole list when both are
+-- absent); nil after answering 400 for a bad one.
+local function models_page(conn, req, list, path)
+  local query = parse_query(req.query)
+  if query.offset ~= nil and not query.offset:match("^%d+$") then
+    return bad_request(conn, "offset: must be an integer >= 0")
+  end
+  local limit = query.limit and tonumber(query.limit:match("^%d+$") or "")
+  if query.limit ~= nil and not (limit and limit >= 1 and limit <= 1000) then
+    return bad_request(conn, "limit: must be an integer from 1 to 1000")
+  end
+  local body = { data = json_array(list), total_count = #list, links = { next = null } }
+  if query.offset == nil and query.limit == nil then return respond_json(conn, 200, body) end
+  local offset, page = tonumber(query.offset or "0"), {}
+  limit = limit or 500
+  for i = offset + 1, math.min(offset + limit, #list) do page[#page + 1] = list[i] end
+  body.data = json_array(page)
+  if offset + limit < #list then
+    body.links.next = ("/api/v1%s?offset=%d&limit=%d"):format(path, offset + limit, limit)
+  end
+  respond_json(conn, 200, body)
+end
+
+-- GET /models/user: the models the key's privacy settings allow. The emulator's user keeps
+-- providers that may train on prompts out, so the free models (which do) are missing.
+local function user_models(conn, req)
+  if not authenticate(conn, req) then return end
+  local list = {}
+  for _, m in ipairs(MODELS) do
+    if not m.id:find(":free$") then list[#list + 1] = m end
+  end
+  models_page(conn, req, list, "/models/user")
+end
+
+local OUTPUT_MODALITIES = { text = true, image = true, audio = true, embeddings = true }
+
+-- GET /models/count?output_modalities=text,image|all (default text).
+local function count_models(conn, req)
+  local wanted, all = {}, false
+  local value = parse_query(req.query).output_modalities or "text"
+  for name in (value .. ","):gmatch("([^,]*),") do
+    if name == "all" then
+      all = true
+    elseif OUTPUT_MODALITIES[name] then
+      wanted[name] = true
+    else
+      return bad_request(conn, "output_modalities: '" .. name .. "' is not one of text, image, "
+        .. "audio, embeddings, all")
+    end
+  end
+  local count = 0
+  for _, list in ipairs({ MODELS, EMBEDDING_MODELS }) do
+    for _, m in ipairs(list) do
+      local hit = all
+      for _, modality in ipairs(m.architecture.output_modalities) do hit = hit or wanted[modality] end
+      if hit then count = count + 1 end
+    end
+  end
+  respond_json(conn, 200, { data = { count = count } })
+end
+
+-- GET /model/{author}/{slug}: one model (chat or embeddings), 404 for an unknown one.
+local function one_model(conn, _, author, slug)
+  local function decode(x) return (x:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
+  local id = decode(author) .. "/" .. decode(slug)
+  local m = find_model(id)
+  for _, e in ipairs(EMBEDDING_MODELS) do
+    if e.id == id then m = e end
+  end
+  if not m then return respond_json(conn, 404, error_body(404, "Model " .. id .. " not found")) end
+  respond_json(conn, 200, { data = m })
+end
+
+-- GET /generation/content?id=: what was asked and answered; 404 until the stats are written,
+-- as GET /generation. record_generation keeps the request's context for it.
+local function generation_content(conn, req)
+  if not authenticate(conn, req) then return end
+  local id = parse_query(req.query).id
+  local g = id and conn.server.generations[id]
+  if not g or socket.gettime() < g.ready_at then
+    return respond_json(conn, 404, error_body(404, "Generation " .. tostring(id) .. " not found"))
+  end
+  local ctx = g.ctx or {}
+  local body = ctx.body or {}
+  local input
+  if ctx.kind == "completion" then
+    input = { prompt = prompt_text(body.prompt) }
+  else
+    input = { messages = type(body.messages) == "table" and json_array(body.messages) or EMPTY_ARRAY }
+  end
+  respond_json(conn, 200, { data = {
+    input = input,
+    output = { completion = (ctx.reply and not ctx.tool_calls) and ctx.reply or null,
+               reasoning = ctx.reasoning and REASONING_TEXT or null },
+    error = null,
+  } })
+end
+
+-- POST /images: every image is the same 1x1 PNG (a half-transparent green pixel), whatever
+-- output_format asks; media_type says so.
+local TINY_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+local IMAGE_FORMATS = { png = true, jpeg = true, webp = true, svg = true }
+
+local function images(conn, req)
+  if not authenticate(conn, req) then return end
+  local body = json_object_body(conn, req)
+  if not body or refuse_model(conn, body.model) then return end
+  if type(body.prompt) ~= "string" or body.prompt == "" then return bad_request(conn, "prompt: Required") end
+  local n = body.n == nil and 1 or body.n
+  if type(n) ~= "number" or n % 1 ~= 0 or n < 1 or n > 10 then
+    return bad_request(conn, "n: must be an integer from 1 to 10")
+  end
+  if body.output_format ~= nil and not IMAGE_FORMATS[body.output_format] then
+    return bad_request(conn, "output_format: must be png, jpeg, webp or svg")
+  end
+  local data = {}
+  for i = 1, n do data[i] = { b64_json = TINY_PNG, media_type = "image/png" } end
+  local prompt_tokens, completion_tokens = math.max(1, count_words(body.prompt)), 1290 * n
+  respond_json(conn, 200, { created = os.time(), data = data, usage = {
+    prompt_tokens = prompt_tokens, completion_tokens = completion_tokens,
+    total_tokens = prompt_tokens + completion_tokens, cost = 0.04 * n, is_byok = false,
+    completion_tokens_details = { image_tokens = completion_tokens, reasoning_tokens = 0 },
+  } }, { { "X-Generation-Id", new_generation_id() } })
+end
+
+-- POST /rerank: a document's relevance_score is the share of the query's words it holds
+-- (case-insensitive); results best first, ties by index; top_n keeps the first n.
+local function words_of(text)
+  local set, n = {}, 0
+  for w in text:lower():gmatch("%w+") do
+    if not set[w] then set[w], n = true, n + 1 end
+  end
+  return set, n
+end
+
+local function rerank(conn, req)
+  if not authenticate(conn, req) then return end
+  local body = json_object_body(conn, req)
+  if not body or refuse_model(conn, body.model) then return end
+  if type(body.query) ~= "string" or body.query == "" then return bad_request(conn, "query: Required") end
+  local docs = body.documents
+  if type(docs) ~= "table" or #docs == 0 then
+    return bad_request(conn, "documents: must be a non-empty array")
+  end
+  if body.top_n ~= nil and (type(body.top_n) ~= "number" or body.top_n % 1 ~= 0 or body.top_n < 1) then
+    return bad_request(conn, "top_n: must be an integer >= 1")
+  end
+  local query_words, query_count = words_of(body.query)
+  local results, tokens = {}, count_words(body.query)
+  for i, doc in ipairs(docs) do
+    local document = type(doc) == "string" and { text = doc } or doc
+    if type(document) ~= "table" or (document.text ~= nil and type(document.text) ~= "string")
+        or (document.image ~= nil and type(document.image) ~= "string") then
+      return bad_request(conn, ("documents[%d]: must be a string or { text, image }"):format(i - 1))
+    end
+    local hits = 0
+    for w in pairs(words_of(document.text or "")) do
+      if query_words[w] then hits = hits + 1 end
+    end
+    tokens = tokens + count_words(document.text or "")
+    results[i] = { index = i - 1, relevance_score = query_count > 0 and hits / query_count or 0,
+                   document = document }
+  end
+  table.sort(results, function(a, b)
+    if a.relevance_score ~= b.relevance_score then return a.relevance_score > b.relevance_score end
+    return a.index < b.index
+  end)
+  for i = #results, (body.top_n or #results) + 1, -1 do results[i] = nil end
+  local id = new_generation_id()
+  respond_json(conn, 200, { id = id, model = body.model, provider = "Cohere", results = results,
+    usage = { search_units = 1, total_tokens = tokens, cost = 0.002 } },
+    { { "X-Generation-Id", id } })
+end
+
+-- POST /responses (the Responses API): "Echo: <the last user input>" as an OpenResponsesResult,
+-- or streamed as the typed events of ResponsesStreamingResponse, each an `event: <type>` line
+-- and a `data:` JSON line with `type` and `sequence_number`, then `data: [DONE]`.
+local RESPONSE_FAILURES = { ["response-error"] = "error", ["response-failed"] = "failed" }
+local RESPONSE_FAILURE_MESSAGE = "The provider stopped responding"
+
+-- The text of the last user input: a string, or the input_text parts of an item's content.
+local function responses_input_text(input)
+  if type(input) == "string" then return input end
+  for i = #(type(input) == "table" and input or {}), 1, -1 do
+    local item = input[i]
+    if type(item) == "table" and (item.role == "user" or item.role == nil) then
+      if type(item.content) == "string" then return item.content end
+      local texts = {}
+      for _, part in ipairs(type(item.content) == "table" and item.content or {}) do
+        if type(part) == "table" and (part.type == "input_text" or part.type == "text")
+            and type(part.text) == "string" then
+          texts[#texts + 1] = part.text
+        end
+      end
+      if #texts > 0 then return table.concat(texts, " ") end
+    end
+  end
+  return ""
+end
+
+local function output_message(ctx, text, status)
+  return { type = "message", id = "msg_" .. ctx.id, role = "assistant", status = status,
+    content = { { type = "output_text", text = text, annotations = EMPTY_ARRAY, logprobs = EMPTY_ARRAY } } }
+end
+
+-- The response object; `text` (nil: no output yet) is the message's text so far.
+local function response_object(ctx, status, text)
+  local p = ctx.params
+  local function field(name) return p[name] == nil and null or p[name] end
+  local prompt_cost, output_cost = ctx.prompt_tokens * 0.00000015, ctx.completion_tokens * 0.0000006
+  local completed = status == "completed"
+  return {
+    id = ctx.id, object = "response", created_at = ctx.created,
+    completed_at = completed and os.time() or null, model = ctx.model, status = status,
+    output = text and { output_message(ctx, text, completed and "completed"
+      or status == "in_progress" and "in_progress" or "incomplete") } or EMPTY_ARRAY,
+    error = null, incomplete_details = null, instructions = field("instructions"),
+    metadata = field("metadata"), temperature = field("temperature"), top_p = field("top_p"),
+    presence_penalty = field("presence_penalty"), frequency_penalty = field("frequency_penalty"),
+    max_output_tokens = field("max_output_tokens"),
+    tools = type(p.tools) == "table" and json_array(p.tools) or EMPTY_ARRAY,
+    tool_choice = p.tool_choice == nil and "auto" or p.tool_choice,
+    parallel_tool_calls = p.parallel_tool_calls ~= false,
+    usage = completed and {
+      input_tokens = ctx.prompt_tokens, input_tokens_details = { cached_tokens = 0 },
+      output_tokens = ctx.completion_tokens, output_tokens_details = { reasoning_tokens = 0 },
+      total_tokens = ctx.prompt_tokens + ctx.completion_tokens, cost = prompt_cost + output_cost,
+      is_byok = false, cost_details = { upstream_inference_cost = null,
+        upstream_inference_input_cost = prompt_cost, upstream_inference_output_cost = output_cost },
+    } or null,
+  }
+end
+
+local function failed_response(ctx, text)
+  local r = response_object(ctx, "failed", text)
+  r.error = { code = "server_error", message = RESPONSE_FAILURE_MESSAGE }
+  return r
+end
+
+-- The events of a streamed response; `failure` ("error" or "failed") cuts it after two deltas.
+local function responses_events(ctx, failure)
+  local seq, item_id, text, deltas = -1, "msg_" .. ctx.id, "", 0
+  local function send(event)
+    seq = seq + 1
+    event.sequence_number = seq
+    write_chunk(ctx.conn, "event: " .. event.type .. "\ndata: " .. json_encode(event) .. "\n\n")
+  end
+  local function part(t)
+    return { type = "output_text", text = t, annotations = EMPTY_ARRAY, logprobs = EMPTY_ARRAY }
+  end
+  open_stream(ctx)
+  send { type = "response.created", response = response_object(ctx, "in_progress") }
+  send { type = "response.in_progress", response = response_object(ctx, "in_progress") }
+  local item = output_message(ctx, "", "in_progress")
+  item.content = EMPTY_ARRAY
+  send { type = "response.output_item.added", output_index = 0, item = item }
+  send { type = "response.content_part.added", item_id = item_id, output_index = 0,
+         content_index = 0, part = part("") }
+  for piece in pieces(ctx.reply) do
+    if failure and deltas == 2 then break end
+    send { type = "response.output_text.delta", item_id = item_id, output_index = 0,
+           content_index = 0, delta = piece, logprobs = EMPTY_ARRAY }
+    text, deltas = text .. piece, deltas + 1
+  end
+  if failure == "error" then
+    send { type = "error", code = "server_error", message = RESPONSE_FAILURE_MESSAGE, param = null }
+  elseif failure == "failed" then
+    send { type = "response.failed", response = failed_response(ctx, text) }
+  else
+    send { type = "response.output_text.done", item_id = item_id, output_index = 0,
+           content_index = 0, text = ctx.reply, logprobs = EMPTY_ARRAY }
+    send { type = "response.content_part.done", item_id = item_id, output_index = 0,
+           content_index = 0, part = part(ctx.reply) }
+    send { type = "response.output_item.done", output_index = 0,
+           item = output_message(ctx, ctx.reply, "completed") }
+    send { type = "response.completed", response = response_object(ctx, "completed", ctx.reply) }
+    write_chunk(ctx.conn, "data: [DONE]\n\n")
+  end
+  write(ctx.conn, "0\r\n\r\n")
+end
+
+local function responses(conn, req)
+  if not authenticate(conn, req) then return end
+  local body = json_object_body(conn, req)
+  if not body then return end
+  if body.input ~= nil and type(body.input) ~= "string" and type(body.input) ~= "table" then
+    return bad_request(conn, "input: must be a string or an array of input items")
+  end
+  local text = responses_input_text(body.input)
+  local messages = { { role = "user", content = text } }
+  local ctx = new_context(conn, "chat", { model = body.model, stream = body.stream,
+                                          messages = messages })
+  ctx.params = body
+  local name = ctx.model:match("^emulator/([%w%-]+)$")
+  local failure = name and RESPONSE_FAILURES[name]
+  if ctx.model:find("^missing/") or (ctx.model:find("^emulator/") and not failure) then
+    return invalid_model(ctx)
+  end
+  conn.in_flight = ctx
+  if ctx.stream then
+    responses_events(ctx, failure)
+  elseif failure == "error" then
+    respond_json(conn, 502, error_body(502, RESPONSE_FAILURE_MESSAGE))
+  elseif failure == "failed" then
+    respond_json(conn, 200, failed_response(ctx, nil), { { "X-Generation-Id", ctx.id } })
+  else
+    respond_json(conn, 200, response_object(ctx, "completed", ctx.reply), { { "X-Generation-Id", ctx.id } })
+  end
+  conn.in_flight = nil
+  record_generation(ctx, false)
+end
+
+-- SHA-256 (FIPS 180-4) in plain arithmetic on 32-bit words held in numbers: Lua 5.1 has no
+-- bit operations. Slow, and only ever given a PKCE verifier (43 to 128 bytes).
+local XOR4, AND4 = {}, {}
+for x = 0, 15 do
+  for y = 0, 15 do
+    local xo, an, p, q, bit = 0, 0, x, y, 1
+    for _ = 1, 4 do
+      local pb, qb = p % 2, q % 2
+      if pb ~= qb then xo = xo + bit end
+      if pb + qb == 2 then an = an + bit end
+      p, q, bit = (p - pb) / 2, (q - qb) / 2, bit * 2
+    end
+    XOR4[x * 16 + y], AND4[x * 16 + y] = xo, an
+  end
+end
+
+local function bitwise(t, a, b)
+  local r, m = 0, 1
+  for _ = 1, 8 do
+    local x, y = a % 16, b % 16
+    r = r + t[x * 16 + y] * m
+    a, b, m = (a - x) / 16, (b - y) / 16, m * 16
+  end
+  return r
+end
+
+local function bxor(a, b, c)
+  local r = bitwise(XOR4, a, b)
+  if c then r = bitwise(XOR4, r, c) end
+  return r
+end
+
+local function band(a, b) return bitwise(AND4, a, b) end
+local function rshift(x, n) return math.floor(x / 2 ^ n) end
+local function rrotate(x, n) return rshift(x, n) + (x % 2 ^ n) * 2 ^ (32 - n) end
+
+local SHA256_K = {
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+}
+
+local function sha256(msg)
+  local len, W32 = #msg, 2 ^ 32
+  local bits = len * 8
+  local tail = {}
+  for i = 8, 1, -1 do
+    tail[i] = string.char(bits % 256)
+    bits = math.floor(bits / 256)
+  end
+  msg = msg .. "\128" .. string.rep("\0", (55 - len) % 64) .. table.concat(tail)
+  local H = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+              0x5be0cd19 }
+  for block = 1, #msg, 64 do
+    local w = {}
+    for i = 0, 15 do
+      local a, b, c, d = msg:byte(block + 4 * i, block + 4 * i + 3)
+      w[i] = ((a * 256 + b) * 256 + c) * 256 + d
+    end
+    for i = 16, 63 do
+      local s0 = bxor(rrotate(w[i - 15], 7), rrotate(w[i - 15], 18), rshift(w[i - 15], 3))
+      local s1 = bxor(rrotate(w[i - 2], 17), rrotate(w[i - 2], 19), rshift(w[i - 2], 10))
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) % W32
+    end
+    local a, b, c, d, e, f, g, h = unpack(H)
+    for i = 0, 63 do
+      local s1 = bxor(rrotate(e, 6), rrotate(e, 11), rrotate(e, 25))
+      local ch = bxor(band(e, f), band(W32 - 1 - e, g))
+      local t1 = (h + s1 + ch + SHA256_K[i + 1] + w[i]) % W32
+      local s0 = bxor(rrotate(a, 2), rrotate(a, 13), rrotate(a, 22))
+      local maj = bxor(band(a, b), band(a, c), band(b, c))
+      h, g, f, e, d, c, b, a = g, f, e, (d + t1) % W32, c, b, a, (t1 + s0 + maj) % W32
+    end
+    local v = { a, b, c, d, e, f, g, h }
+    for i = 1, 8 do H[i] = (H[i] + v[i]) % W32 end
+  end
+  local out = {}
+  for i = 1, 8 do
+    local x = H[i]
+    out[i] = string.char(math.floor(x / 16777216) % 256, math.floor(x / 65536) % 256,
+                         math.floor(x / 256) % 256, x % 256)
+  end
+  return table.concat(out)
+end
+
+local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+-- base64url without padding (RFC 4648, 5), as PKCE's S256 challenge is written.
+local function base64url(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local function digit(k) return B64URL:sub(k + 1, k + 1) end
+    out[#out + 1] = digit(math.floor(n / 262144)) .. digit(math.floor(n / 4096) % 64)
+      .. (b and digit(math.floor(n / 64) % 64) or "") .. (c and digit(n % 64) or "")
+  end
+  return table.concat(out)
+end
+
+local CHALLENGE_METHODS = { S256 = true, plain = true }
+
+local function auth_store(server)
+  if not server.auth then server.auth = { codes = {}, count = 0, keys = 0 } end
+  return server.auth
+end
+
+-- GET {site root}/auth?callback_url=...&code_challenge=...&code_challenge_method=S256: the
+-- authorization page, where a signed-in user always approves. 302 to callback_url with
+-- ?code= (or &code=); 400 for a missing or non-http(s) callback_url or a bad method.
+local function authorization_page(conn, req)
+  if req.method ~= "GET" then
+    return respond_json(conn, 405, error_body(405, "Method Not Allowed"), { { "Allow", "GET" } })
+  end
+  local query = parse_query(req.query)
+  local callback, challenge = query.callback_url, query.code_challenge
+  if not callback or not callback:find("^https?://[^%s]+$") then
+    return bad_request(conn, "callback_url: must be an http or https URL")
+  end
+  local method = query.code_challenge_method
+  if method ~= nil and not CHALLENGE_METHODS[method] then
+    return bad_request(conn, "code_challenge_method: must be S256 or plain")
+  end
+  if challenge == "" then challenge = nil end
+  if method and not challenge then return bad_request(conn, "code_challenge: Required") end
+  local store = auth_store(conn.server)
+  store.count = store.count + 1
+  local code = "emu-code-" .. hex_id("emulator-code-" .. store.count):sub(1, 24)
+  store.codes[code] = { challenge = challenge, method = challenge and (method or "plain") }
+  local location = callback .. (callback:find("?", 1, true) and "&" or "?") .. "code=" .. code
+  respond(conn, 302, "text/html", '<a href="' .. location .. '">Redirecting</a>',
+    { { "Location", location } })
+end
+
+-- POST /auth/keys { code, code_verifier, code_challenge_method }: no API key needed. 400 for a
+-- malformed body, a missing verifier or a method other than the authorization's; 403 for an
+-- unknown or used code or a verifier that does not match the challenge. 200 { key, user_id }.
+local function exchange_code(conn, req)
+  local body = json_object_body(conn, req)
+  if not body then return end
+  if type(body.code) ~= "string" or body.code == "" then return bad_request(conn, "code: Required") end
+  local method = body.code_challenge_method
+  if not (nullable(method, "nil") or CHALLENGE_METHODS[method]) then
+    return bad_request(conn, "code_challenge_method: must be S256, plain or null")
+  end
+  if body.code_verifier ~= nil and type(body.code_verifier) ~= "string" then
+    return bad_request(conn, "code_verifier: must be a string")
+  end
+  local store = auth_store(conn.server)
+  local grant = store.codes[body.code]
+  if not grant or grant.used then
+    return respond_json(conn, 403, error_body(403, "Invalid or expired authorization code"))
+  end
+  if grant.challenge then
+    if type(body.code_verifier) ~= "string" then
+      return bad_request(conn, "code_verifier: Required (the authorization had a code_challenge)")
+    end
+    if type(method) == "string" and method ~= grant.method then
+      return bad_request(conn, "code_challenge_method: the authorization used " .. grant.method)
+    end
+    local verifier = body.code_verifier
+    local derived = grant.method == "S256" and base64url(sha256(verifier)) or verifier
+    if derived ~= grant.challenge then
+      return respond_json(conn, 403, error_body(403, "Invalid code_verifier"))
+    end
+  end
+  grant.used = true
+  store.keys = store.keys + 1
+  respond_json(conn, 200, { key = "sk-or-v1-" .. hex_id("emulator-oauth-key-" .. store.keys),
+                            user_id = "user_emulator" })
+end
+
+API["/models/user"] = { method = "GET", handler = user_models }
+API["/models/count"] = { method = "GET", handler = count_models }
+API["/embeddings/models"] = { method = "GET", handler = function(conn, req)
+  models_page(conn, req, EMBEDDING_MODELS, "/embeddings/models")
+end }
+API["/providers"] = { method = "GET", handler = function(conn)
+  respond_json(conn, 200, { data = PROVIDERS })
+end }
+API["/endpoints/zdr"] = { method = "GET", handler = function(conn)
+  local data = {}
+  for i, e in ipairs(ZDR_ENDPOINTS) do data[i] = zdr_endpoint(e) end
+  respond_json(conn, 200, { data = data })
+end }
+API["/generation/content"] = { method = "GET", handler = generation_content }
+API["/images"] = { method = "POST", handler = images }
+API["/rerank"] = { method = "POST", handler = rerank }
+API["/responses"] = { method = "POST", handler = responses }
+API["/auth/keys"] = { method = "POST", handler = exchange_code }
+API_PATTERNS[#API_PATTERNS + 1] = { "^/model/([^/]+)/([^/]+)$", "GET", one_model }
+
+return authorization_page
+end)()
+
+---------------------------------------------------------------------------------------------
 -- Control endpoints (not recorded)
 ---------------------------------------------------------------------------------------------
 
@@ -2205,6 +2848,7 @@ local CONTROL = {
     local server = conn.server
     server.log, server.seq, server.fail_counts, server.generations = {}, 0, {}, {}
     server.keys = nil -- the keys made by POST /keys
+    server.auth = nil -- the codes of GET /auth and the keys of POST /auth/keys
     respond_json(conn, 200, { ok = true })
   end },
   shutdown = { method = "POST", handler = function(conn)
@@ -2258,6 +2902,10 @@ local function route_request(conn, req)
     return dispatch(conn, req, CONTROL, req.path:sub(#CONTROL_PREFIX + 1))
   end
   local endpoint = req.path:match("^/api/v1(/.*)$")
+  if req.path == "/auth" then -- the authorization page lives at the site root
+    record(conn, req)
+    return authorization_page(conn, req)
+  end
   if not endpoint then
     return respond_json(conn, 404, error_body(404, "Not Found"))
   end
