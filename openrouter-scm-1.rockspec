@@ -46,7 +46,7 @@ build = {
     ["openrouter.uv"] = "lua/openrouter/uv.lua",
     ["openrouter.core"] = {
       sources = {
-        "src/actions.c", "src/base64.c", "src/buffer.c", "src/client.c", "src/clock.c",
+        "src/actions.c", "src/base64.c", "src/buffer.c", "src/client.c",
         "src/compat.c", "src/config.c", "src/core.c", "src/driver.c", "src/errmap.c",
         "src/errors.c", "src/json.c", "src/loop.c", "src/outcome.c", "src/platform.c",
         "src/request.c", "src/sha256.c", "src/sse.c", "src/stream.c", "src/transfer.c",

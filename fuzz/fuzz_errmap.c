@@ -25,10 +25,11 @@
 **   or_curl_kind           "timeout" for CURLE_OPERATION_TIMEDOUT, "decode" for
 **                          CURLE_BAD_CONTENT_ENCODING, else "network"
 **   or_curl_classify       a known kind; its own message and code, and no retry, for a
-**                          socket() out of descriptors (EMFILE, ENFILE); retry only
+**                          socket() out of descriptors (OR_ERR_TOO_MANY_FILES*); retry only
 **                          for a connect failure
 */
 #include "errmap.h"
+#include "platform.h"
 
 #include <errno.h>
 #include <float.h>
@@ -113,11 +114,12 @@ static void check_backoff(int attempt, double base, double cap, double jitter) {
   }
 }
 
-/* or_curl_classify for one curl code, errno (0..63: EMFILE and ENFILE among them) and
+/* or_curl_classify for one curl code, socket error (0..63: the OR_ERR_ codes among them) and
 ** header state. */
 static void check_classify(CURLcode rc, int socket_errno, int in_headers) {
   or_failure f;
-  int exhausted = rc == CURLE_COULDNT_CONNECT && (socket_errno == EMFILE || socket_errno == ENFILE);
+  int exhausted = rc == CURLE_COULDNT_CONNECT && (socket_errno == OR_ERR_TOO_MANY_FILES ||
+                                                 socket_errno == OR_ERR_TOO_MANY_FILES_SYSTEM);
   or_curl_classify(rc, socket_errno, in_headers, &f);
   CHECK(strcmp(f.kind, "network") == 0 || strcmp(f.kind, "timeout") == 0 ||
         strcmp(f.kind, "decode") == 0);

@@ -28,7 +28,7 @@
 ** of an error object; the key never left in an error) is a finding.
 */
 #include "bridge.h"
-#include "clock.h"
+#include "platform.h"
 #include "errmap.h"
 #include "sse.h"
 

@@ -7,7 +7,7 @@
 -- Prints the layers with each file's calls, the circles found and the longest functions.
 
 local LAYERS = {
-  { name = "base (plain C, no Lua)", files = { "buffer", "sse", "clock", "errmap", "platform", "base64", "sha256" } },
+  { name = "base (plain C, no Lua)", files = { "buffer", "sse", "errmap", "platform", "base64", "sha256" } },
   { name = "Lua bridge", files = { "compat", "json", "errors", "stream" } },
   { name = "engine", files = { "config", "transfer", "outcome", "loop", "driver" } },
   { name = "bindings", files = { "client", "request", "actions", "core" } },

@@ -8,7 +8,6 @@
 #include "bindings.h"
 
 #include <string.h>
-#include <strings.h>
 
 static int check_callback(lua_State *L, int idx) {
   int t = lua_type(L, idx);
@@ -467,7 +466,7 @@ static void check_header_name(lua_State *L, int idx) {
         !(name[i] >= '0' && name[i] <= '9'))
       luaL_argerror(L, 2, lua_pushfstring(L, "invalid header name '%s'", name));
   for (i = 0; reserved_headers[i]; i++)
-    if (strlen(reserved_headers[i]) == len && strncasecmp(name, reserved_headers[i], len) == 0)
+    if (strlen(reserved_headers[i]) == len && or_strncasecmp(name, reserved_headers[i], len) == 0)
       luaL_argerror(L, 2, lua_pushfstring(L, "header '%s' is set by the library", name));
 }
 

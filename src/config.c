@@ -9,7 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 void or_unref(lua_State *L, int *ref) {
   if (*ref != LUA_NOREF && *ref != LUA_REFNIL) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -230,7 +229,7 @@ static const char *header_line_problem(const char *line, size_t len) {
   if (name == 0 || name >= len || line[name] != ':') return "is not 'Name: value'";
   if (strlen(line) != len || strcspn(line, "\r\n") != len) return "holds a line break or NUL";
   for (i = 0; i < sizeof framing / sizeof framing[0]; i++)
-    if (strlen(framing[i]) == name && strncasecmp(line, framing[i], name) == 0)
+    if (strlen(framing[i]) == name && or_strncasecmp(line, framing[i], name) == 0)
       return "sets a header that frames the request (Content-Length, Transfer-Encoding, Host)";
   return NULL;
 }

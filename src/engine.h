@@ -12,7 +12,7 @@
 
 #include "bridge.h"
 #include "buffer.h"
-#include "clock.h"
+#include "platform.h"
 #include "errmap.h"
 #include "sse.h"
 
@@ -177,7 +177,7 @@ enum {
 /* What one attempt learnt; reset when an attempt begins. */
 typedef struct or_attempt {
   long status;
-  int socket_errno;        /* errno of a failed socket() in this attempt, else 0 */
+  int socket_error;        /* why socket() failed in this attempt (OR_ERR_*), else 0 */
   int is_sse;              /* decided at the first body byte */
   int body_started;
   char content_type[64];

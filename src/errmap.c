@@ -3,9 +3,9 @@
 ** backoff. No Lua here, so the fuzzer can drive it directly.
 */
 #include "errmap.h"
+#include "platform.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,15 +42,16 @@ static int header_too_large(CURLcode rc, int in_headers) {
   return rc == CURLE_OUT_OF_MEMORY && in_headers;
 }
 
-void or_curl_classify(CURLcode rc, int socket_errno, int in_headers, or_failure *f) {
+void or_curl_classify(CURLcode rc, int socket_error, int in_headers, or_failure *f) {
   f->kind = or_curl_kind(rc);
   f->message = NULL;
   f->code = NULL;
   f->retry = or_curl_is_connect_failure(rc);
-  if (rc == CURLE_COULDNT_CONNECT && (socket_errno == EMFILE || socket_errno == ENFILE)) {
+  if (rc == CURLE_COULDNT_CONNECT && (socket_error == OR_ERR_TOO_MANY_FILES ||
+                                      socket_error == OR_ERR_TOO_MANY_FILES_SYSTEM)) {
     /* curl says "Couldn't connect to server": the server is not the problem, and
     ** another try fails the same way until the host closes descriptors */
-    f->message = socket_errno == EMFILE
+    f->message = socket_error == OR_ERR_TOO_MANY_FILES
       ? "cannot open a socket: too many open files in this process (EMFILE)"
       : "cannot open a socket: too many open files in the system (ENFILE)";
     f->code = "too_many_open_files";

@@ -18,9 +18,9 @@ typedef struct or_failure {
   const char *code;     /* err.code, or NULL */
   int retry;            /* failed before the server saw it, and another try may work */
 } or_failure;
-/* socket_errno: errno of a failed socket() in this attempt (0: none);
+/* socket_error: why socket() failed in this attempt (platform.h's OR_ERR_*; 0: none);
 ** in_headers: the status line arrived and the body did not. */
-void or_curl_classify(CURLcode rc, int socket_errno, int in_headers, or_failure *f);
+void or_curl_classify(CURLcode rc, int socket_error, int in_headers, or_failure *f);
 int or_status_is_retryable(long status);
 /* Retry-After: delta seconds or an HTTP-date; returns seconds (>= 0) or -1. */
 double or_parse_retry_after(const char *value, size_t len, double now_epoch);

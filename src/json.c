@@ -4,7 +4,7 @@
 ** them, and protected decoding.
 */
 #include "bridge.h"
-#include "clock.h"
+#include "platform.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,7 +8,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 /* The Responses API's partial: the last response snapshot, with the text deltas
 ** received joined in `output_text`. */
@@ -164,7 +163,7 @@ static int should_retry(lua_State *L, or_request *r, int err, CURLcode rc, doubl
   if (kind == NULL) return 0;
   if (strcmp(kind, "network") == 0) {
     or_failure f;
-    or_curl_classify(rc, r->now.socket_errno, 0, &f);
+    or_curl_classify(rc, r->now.socket_error, 0, &f);
     if (!f.retry || r->now.status != 0) return 0;
   } else if (strcmp(kind, "timeout") == 0) {
     /* once the request went out it may be billed: only a connect timeout retries */
@@ -248,8 +247,8 @@ static int push_abort_error(lua_State *L, or_request *r) {
 /* "application/json" or a "+json" type. */
 static int is_json_type(const char *type) {
   size_t n = strcspn(type, "; ");
-  return (n == 16 && strncasecmp(type, "application/json", 16) == 0) ||
-         (n > 5 && strncasecmp(type + n - 5, "+json", 5) == 0);
+  return (n == 16 && or_strncasecmp(type, "application/json", 16) == 0) ||
+         (n > 5 && or_strncasecmp(type + n - 5, "+json", 5) == 0);
 }
 
 /* client:request's 2xx body: decoded JSON of any kind (an error object is an
@@ -334,7 +333,7 @@ static void push_status_error(lua_State *L, or_request *r) {
 /* A failed transfer, named for what it is when curl's own words would mislead. */
 static void push_curl_error(lua_State *L, or_request *r, CURLcode rc) {
   or_failure f;
-  or_curl_classify(rc, r->now.socket_errno, r->now.status > 0 && !r->now.body_started, &f);
+  or_curl_classify(rc, r->now.socket_error, r->now.status > 0 && !r->now.body_started, &f);
   or_error_new(L, f.kind, f.message ? f.message : r->now.errbuf[0] ? r->now.errbuf : curl_easy_strerror(rc));
   or_error_set_number(L, -1, "curl_code", (double)rc);
   or_error_set_string(L, -1, "code", f.code);

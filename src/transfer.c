@@ -10,11 +10,8 @@
 */
 #include "engine.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 
 /* ---- lifecycle ---- */
 
@@ -84,7 +81,7 @@ or_request *or_request_new(lua_State *L, or_client *c, const or_call *call) {
 }
 
 static int same_name(const char *line, const char *name, size_t n) {
-  return strncasecmp(line, name, n) == 0 && line[n] == ':';
+  return or_strncasecmp(line, name, n) == 0 && line[n] == ':';
 }
 
 /* Whether header line `line` is replaced by one of the extras at idx. */
@@ -196,7 +193,7 @@ static int header_is(const char *line, size_t len, const char *name, const char 
                      size_t *vlen) {
   size_t n = strlen(name);
   const char *v, *end = line + len;
-  if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':') return 0;
+  if (len <= n || or_strncasecmp(line, name, n) != 0 || line[n] != ':') return 0;
   v = line + n + 1;
   while (v < end && (*v == ' ' || *v == '\t')) v++;
   while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
@@ -629,7 +626,7 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
     curl_off_t length = -1;
     r->now.body_started = 1;
     r->now.is_sse = r->stream && r->now.status / 100 == 2 &&
-                strncasecmp(r->now.content_type, "text/event-stream", 17) == 0;
+                or_strncasecmp(r->now.content_type, "text/event-stream", 17) == 0;
     /* a body of known length is stored without growing (and copying) the buffer */
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
     if (!r->now.is_sse && length > 0 && (size_t)length <= r->client->max_response_bytes)
@@ -668,10 +665,8 @@ static size_t on_write(char *bytes, size_t size, size_t nmemb, void *ud) {
 ** CURLINFO_OS_ERRNO at 0. */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
   or_request *r = (or_request *)ud;
-  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
   (void)purpose;
-  if (fd == CURL_SOCKET_BAD) r->now.socket_errno = errno;
-  return fd;
+  return or_open_socket(a->family, a->socktype, a->protocol, &r->now.socket_error);
 }
 
 /* The options of this request. */
@@ -708,7 +703,7 @@ int or_request_configure(or_request *r) {
 
 void or_request_begin_attempt(lua_State *L, or_request *r) {
   r->now.status = 0;
-  r->now.socket_errno = 0;
+  r->now.socket_error = 0;
   r->now.is_sse = 0;
   r->now.body_started = 0;
   r->now.content_type[0] = '\0';
