@@ -14,7 +14,7 @@ M.now = socket.gettime
 M.PROMPT = "Say hello in one short sentence."
 M.MESSAGES = { { role = "user", content = M.PROMPT } }
 M.MODEL = "openai/gpt-4o-mini"
-M.API_KEY = "sk-or-bench"
+M.API_KEY = "sk-or-bench-0123456789"
 
 function M.request_json(model, stream)
   return '{"model":"' .. model .. '","messages":[{"role":"user","content":"' .. M.PROMPT .. '"}]'

@@ -10,7 +10,7 @@ if os.getenv("OPENROUTER_API_KEY") then
   print("Using the OpenRouter API (OPENROUTER_API_KEY is set), model " .. model)
 else
   emu = require("spec.support.emulator_control").start()
-  opts.api_key = "sk-or-demo"
+  opts.api_key = "sk-or-demo-0123456789"
   opts.base_url = emu.url
   print("Using the local emulator at " .. emu.url .. " (set OPENROUTER_API_KEY for the real API)")
 end
@@ -21,7 +21,7 @@ local client = openrouter.new(opts)
 local function shell_quote(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
 local lua = os.getenv("OPENROUTER_EMULATOR_LUA") or "lua5.4"
 local env = ""
-if emu then env = ("OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=%s "):format(shell_quote(emu.url), "sk-or-demo") end
+if emu then env = ("OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=%s "):format(shell_quote(emu.url), "sk-or-demo-0123456789") end
 local function cli(args)
   print("\n$ openrouter " .. args)
   io.flush()

@@ -24,7 +24,7 @@ local function now()
 end
 
 local emu = emulator.start()
-local client = openrouter.new{ api_key = "sk-or-soak", base_url = emu.url, max_retries = 0 }
+local client = openrouter.new{ api_key = "sk-or-soak-0123456789", base_url = emu.url, max_retries = 0 }
 local hi = { { role = "user", content = "hello soak" } }
 local function chat(model) return { model = model, messages = hi } end
 

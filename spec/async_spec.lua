@@ -264,7 +264,7 @@ describe("async", function()
     end)
 
     it("client:close() cancels every request in flight", function()
-      local c = openrouter.new{ api_key = "k", base_url = emu.url }
+      local c = openrouter.new{ api_key = "sk-or-v1-async-k-0123456789", base_url = emu.url }
       local kinds = {}
       for i = 1, 3 do
         c:chat_completion_async(chat("emulator/stall", "s" .. i), {
@@ -358,7 +358,7 @@ describe("async", function()
     end)
 
     it("timeouts end a request as in the blocking calls", function()
-      local c = openrouter.new{ api_key = "k", base_url = emu.url, timeout = 0.5, max_retries = 0 }
+      local c = openrouter.new{ api_key = "sk-or-v1-async-k-0123456789", base_url = emu.url, timeout = 0.5, max_retries = 0 }
       local res, err = c:chat_completion_async(chat("emulator/stall")):wait()
       assert.is_nil(res)
       assert.are.equal("timeout", err.kind)

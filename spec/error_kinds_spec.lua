@@ -112,7 +112,7 @@ describe("error kinds", function()
     local CHILD = [[
       local openrouter = require("openrouter")
       local socket = require("socket")
-      local c = openrouter.new{ api_key = "k", base_url = arg[1], max_retries = 1, retry_base_delay = 1 }
+      local c = openrouter.new{ api_key = "sk-or-v1-error-kinds-child", base_url = arg[1], max_retries = 1, retry_base_delay = 1 }
       local params = { model = "openai/gpt-4o-mini", messages = { { role = "user", content = "hi" } } }
       local held = {}
       local function exhaust()

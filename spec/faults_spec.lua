@@ -690,7 +690,7 @@ describe("fault matrix", function()
         assert.are.equal("api", err.kind)
         assert.are.equal(400, err.status)
         assert.matches("[redacted]", err.message, 1, true)
-        assert.are.equal("Emulator", err.provider)
+        assert.are.equal("OpenAI", err.provider)
         assert.are.equal("table", type(err.metadata)) -- kept, but without the key
         assert_recovers(client, mode, stream)
         client:close()

@@ -62,7 +62,7 @@ describe("hosts", function()
   it("LÖVE: the example keeps drawing frames while a slow reply streams (Xvfb)", function()
     local out = os.tmpname()
     os.remove(out)
-    local cmd = ("OPENROUTER_ROOT=%s OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=sk-or-love "
+    local cmd = ("OPENROUTER_ROOT=%s OPENROUTER_BASE_URL=%s OPENROUTER_API_KEY=sk-or-love-0123456789 "
       .. "OPENROUTER_MODEL=emulator/slow:100 OPENROUTER_LOVE_RESULT=%s "
       .. "env -u LD_PRELOAD timeout 60 xvfb-run -a love %s >/dev/null 2>&1"):format(
       shell_quote(root), shell_quote(emu.url), shell_quote(out), shell_quote(root .. "/examples/love"))

@@ -175,29 +175,29 @@ describe("ownership", function()
 
     local scripts = {
       ["requests dropped in flight"] = [[
-        local c = openrouter.new{ api_key = "k", base_url = URL }
+        local c = openrouter.new{ api_key = "sk-or-v1-ownership-0123456789", base_url = URL }
         for i = 1, 10 do c:chat_completion_async(chat(i % 2 == 0 and "emulator/stall" or nil), {}) end
         c:poll(0.02)]],
       ["objects kept in a global, client dropped"] = [[
         KEEP = {}
-        local c = openrouter.new{ api_key = "k", base_url = URL }
+        local c = openrouter.new{ api_key = "sk-or-v1-ownership-0123456789", base_url = URL }
         for i = 1, 10 do KEEP[i] = c:chat_completion_async(chat("emulator/long:1000"), { on_chunk = function() end }) end
         c:poll(0.02)]],
       ["a finalizer made before the client drives it"] = [[
         local c
         setmetatable({}, { __gc = function() if c then pcall(c.poll, c, 0.01) end end })
-        c = openrouter.new{ api_key = "k", base_url = URL }
+        c = openrouter.new{ api_key = "sk-or-v1-ownership-0123456789", base_url = URL }
         KEEP = c:chat_completion_async(chat("emulator/stall"), {})
         c:chat_completion_async(chat(), {})
         c:poll(0.02)]],
       ["a finalizer made after the client drives it"] = [[
-        local c = openrouter.new{ api_key = "k", base_url = URL }
+        local c = openrouter.new{ api_key = "sk-or-v1-ownership-0123456789", base_url = URL }
         KEEP = c:chat_completion_async(chat("emulator/stall"), {})
         c:chat_completion_async(chat("emulator/fail:503:5"), {})
         c:poll(0.02)
         setmetatable({}, { __gc = function() pcall(c.poll, c, 0.01); pcall(KEEP.cancel, KEEP) end })]],
       ["a done request and a closed client"] = [[
-        local c = openrouter.new{ api_key = "k", base_url = URL }
+        local c = openrouter.new{ api_key = "sk-or-v1-ownership-0123456789", base_url = URL }
         KEEP = c:chat_completion_async(chat(), {})
         KEEP:wait()
         c:close()]],

@@ -201,7 +201,7 @@ describe("streaming", function()
     end)
 
     it("let the callback use another client", function()
-      local other = openrouter.new{ api_key = "sk-or-other", base_url = emu.url }
+      local other = openrouter.new{ api_key = "sk-or-other-0123456789", base_url = emu.url }
       local credits
       assert(client:chat_completion(chat(), function()
         credits = credits or assert(other:get_credits())

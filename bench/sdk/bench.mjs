@@ -20,7 +20,7 @@ for (const m of readFileSync(expectPath, "utf8").matchAll(/^\s*(\w+) = ("(?:[^"\
   expect[m[1]] = m[2].startsWith('"') ? JSON.parse(m[2]) : +m[2];
 }
 
-const sdk = new OpenRouter({ apiKey: "sk-or-bench", serverURL: baseURL });
+const sdk = new OpenRouter({ apiKey: "sk-or-bench-0123456789", serverURL: baseURL });
 const PROMPT = "Say hello in one short sentence.";
 const messages = [{ role: "user", content: PROMPT }];
 // wall clock in seconds with sub-millisecond resolution, as gettimeofday (Date.now() has ms only)

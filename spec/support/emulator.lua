@@ -7,6 +7,17 @@
 -- process is gone. The request's "model" picks a scenario (see SCENARIOS); any other model id
 -- answers "Echo: <last user message>".
 --
+-- Faithful to the API's OpenAPI description (../shared/reference/openrouter-openapi.yaml) and
+-- to what the official SDK accepts; `make check-fidelity` (test/fidelity/check.mjs) proves it
+-- for every route served here. API keys: "sk-or-" then at least 8 characters of
+-- [A-Za-z0-9_-]; any other key, and "sk-or-invalid...", gets 401 (see authenticate). Every
+-- error body has error.code and error.message, except the scenarios that break the API on
+-- purpose to test the client (emulator/string-code, error-200, html-502, malformed, empty,
+-- array-body, deep-json, echo-key, leak-key) and the availability errors OpenRouter sends
+-- without a code (emulator/capacity, emulator/no-code). Provider names are ones of the
+-- description's list. X-RateLimit-* headers come only with OpenRouter's own 429s, as on the
+-- real API (emulator/rate-limited).
+--
 -- A real HTTP/1.1 server (keep-alive, chunked bodies, Expect: 100-continue), one coroutine per
 -- connection driven by a socket.select loop with a timer queue, so a stalled connection never
 -- blocks another one. Plain Lua for 5.1-5.4 and LuaJIT: lua-socket and lua-cjson only. Lua 5.1
@@ -22,8 +33,9 @@ cjson.encode_invalid_numbers("null") -- a logged body holding 1e999 must still e
 local unpack = table.unpack or unpack
 local null = cjson.null
 
-local PROVIDER = "Emulator"
+local PROVIDER = "OpenAI" -- a name of the description's ProviderName list, as every provider name here
 local FINGERPRINT = "fp_emulator"
+local DEFAULT_WORKSPACE = "0df9e665-d932-5740-b2c7-b52af166bc11" -- of every key and generation
 local DEFAULT_MODEL = "openai/gpt-4o-mini"
 local CONTROL_PREFIX = "/_emulator/"
 local SPLIT_DELAY = 0.003 -- seconds between the writes of a split stream: separate TCP segments
@@ -746,8 +758,12 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 -- after its request, cancelled = true when the client walked out of the stream); GET
 -- /models/{author}/{slug}/endpoints (known models; 404 otherwise); POST /embeddings
 -- (deterministic vectors; model emulator/embed:<dims> sets their size, default 8).
---   emulator/capacity        429 with availability.retry_after = 1 (no header) once, then echo
+--   emulator/capacity        429 with availability.retry_after = 1 (no header, no error.code,
+--                            as OpenRouter's availability errors) once, then echo
 --   emulator/not-retryable   503 with availability.retryable = false once, then echo
+--   emulator/rate-limited[:<n>]  429 of OpenRouter's own limiter (free-model daily quota) with
+--                            X-RateLimit-Limit/-Remaining/-Reset (epoch ms), always or the
+--                            first n requests; no other answer carries X-RateLimit-* headers
 --   emulator/no-usage        echo without `usage` (non-streamed)
 --   emulator/no-id           echo whose body has no `id` (the X-Generation-Id header has it)
 --   emulator/mid-stream-error  stream: two content chunks, an error chunk, no [DONE]; else 502
@@ -1043,6 +1059,29 @@ SCENARIOS["not-retryable"] = { run = function(ctx)
     message = "No provider can serve this request under your constraints",
     availability = { code = "constraint_filtered", retryable = false,
                      requested_models = { "openai/gpt-4o-mini" } } } })
+end }
+
+-- 429 from OpenRouter's own limiter (the free-model daily quota), the one answer that carries
+-- X-RateLimit-Limit, -Remaining and -Reset (epoch milliseconds: the next UTC midnight), also
+-- copied into error.metadata.headers as OpenRouter does. Always, or with :<n> the first n
+-- requests of that model only, then echo.
+SCENARIOS["rate-limited"] = { pattern = "^(%d*)$", run = function(ctx, times)
+  local counts = ctx.conn.server.fail_counts
+  counts[ctx.model] = (counts[ctx.model] or 0) + 1
+  if times ~= "" and counts[ctx.model] > tonumber(times) then return answer(ctx) end
+  local now = os.time()
+  local reset = string.format("%d000", now - now % 86400 + 86400)
+  local limits = { ["X-RateLimit-Limit"] = "50", ["X-RateLimit-Remaining"] = "0",
+                   ["X-RateLimit-Reset"] = reset }
+  respond_json(ctx.conn, 429, { error = { code = 429,
+    message = "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free "
+      .. "model requests per day",
+    metadata = { headers = limits, limit_source = "openrouter_free_tier_daily" } },
+    user_id = "user_emulator" }, {
+    { "X-RateLimit-Limit", limits["X-RateLimit-Limit"] },
+    { "X-RateLimit-Remaining", limits["X-RateLimit-Remaining"] },
+    { "X-RateLimit-Reset", reset },
+  })
 end }
 
 SCENARIOS["html-502"] = { run = function(ctx)
@@ -1550,12 +1589,22 @@ local MODELS = {
     params = params(TEXT_PARAMS, SAMPLING_PARAMS), defaults = SAMPLING_DEFAULTS },
 }
 
+-- API keys. OpenRouter's are "sk-or-v1-" and 64 hex digits; the emulator takes any key that
+-- looks like one: "sk-or-" then at least 8 characters of [A-Za-z0-9_-] ("sk-or-v1-...",
+-- "sk-or-mgmt-...", "sk-or-async-spec"). Any other (malformed: "k", "sk-or-x", "sk-proj-...")
+-- and the unknown ones, "sk-or-invalid...", get 401 "User not found." as OpenRouter answers a
+-- key it does not know; no Authorization at all gets 401 "No auth credentials found".
+local function well_formed_key(key)
+  local rest = key:match("^sk%-or%-(.*)$")
+  return rest ~= nil and #rest >= 8 and not rest:find("[^%w_%-]")
+end
+
 -- The API key of the request, or nil after answering 401.
 local function authenticate(conn, req)
   local key = (req.headers["authorization"] or ""):match("^[Bb]earer%s+(%S+)")
   if not key then
     respond_json(conn, 401, error_body(401, "No auth credentials found"))
-  elseif key:find("^sk%-or%-invalid") then
+  elseif not well_formed_key(key) or key:find("^sk%-or%-invalid") then
     respond_json(conn, 401, error_body(401, "User not found."))
   else
     return key
@@ -1623,6 +1672,14 @@ local function record_generation(ctx, cancelled)
     total_cost = prompt_cost + completion_cost, usage = prompt_cost + completion_cost,
     upstream_inference_cost = null, cache_discount = null, is_byok = false,
     latency = 120, moderation_latency = null, generation_time = 100,
+    app_id = null, data_region = "global", router = null, origin = "", preset_id = null,
+    service_tier = null, external_user = null, user_agent = null, http_referer = null,
+    native_tokens_completion_images = 0, num_media_prompt = 0, num_input_audio_prompt = 0,
+    num_media_completion = 0, num_search_results = 0, num_fetches = 0, web_search_engine = null,
+    workspace_id = DEFAULT_WORKSPACE, request_id = "req-" .. ctx.id, session_id = null,
+    provider_responses = { { id = "chatcmpl-" .. ctx.id, endpoint_id = "ep-emulator-openai",
+      model_permaslug = ctx.model, provider_name = PROVIDER, is_byok = false, latency = 120,
+      status = cancelled and null or 200 } },
   } }
 end
 
@@ -1675,6 +1732,9 @@ local function key_info(key)
     is_provisioning_key = management, expires_at = null, creator_user_id = "user_emulator",
     rate_limit = { requests = 1000, interval = "1h",
                    note = "This field is deprecated and safe to ignore." },
+    allowed_data_regions = { "global", "europe", "us" },
+    free_model_daily_requests = { limit = 1000, remaining = 998, used = 2 },
+    organization_id = null, workspace_id = DEFAULT_WORKSPACE,
   } }
 end
 
@@ -1684,11 +1744,20 @@ local function find_model(id)
   end
 end
 
+-- The two providers that serve a model, by its author: names of the description's list.
+local ENDPOINT_PROVIDERS = {
+  openai = { "OpenAI", "Azure" }, anthropic = { "Anthropic", "Amazon Bedrock" },
+  google = { "Google AI Studio", "Google" }, deepseek = { "DeepSeek", "DeepInfra" },
+  ["meta-llama"] = { "Groq", "Together" }, mistralai = { "Mistral", "DeepInfra" },
+  qwen = { "Alibaba", "DeepInfra" },
+}
+
 -- GET /models/{author}/{slug}/endpoints: two providers per known model.
 local function model_endpoints(conn, author, slug)
   local id = author .. "/" .. slug
   local m = find_model(id)
   if not m then return respond_json(conn, 404, error_body(404, "Model " .. id .. " not found")) end
+  local providers = ENDPOINT_PROVIDERS[author] or { "OpenAI", "Azure" }
   local function endpoint(provider, tag, quantization, factor)
     return {
       name = provider .. ": " .. m.name, model_id = m.id, model_name = m.name,
@@ -1697,6 +1766,8 @@ local function model_endpoints(conn, author, slug)
       max_prompt_tokens = null,
       pricing = { prompt = m.pricing.prompt, completion = m.pricing.completion, request = "0", image = "0" },
       supported_parameters = m.supported_parameters, supports_implicit_caching = true,
+      supports_tool_choice = { auto = true, none = true, required = true, ["function"] = true },
+      supports_voice_cloning = false,
       uptime_last_5m = 100, uptime_last_30m = 99.5 * factor, uptime_last_1d = 99.8,
       latency_last_30m = { p50 = 0.25 * factor, p75 = 0.35, p90 = 0.48, p99 = 0.85 },
       throughput_last_30m = { p50 = 45.2 / factor, p75 = 38.5, p90 = 28.3, p99 = 15.1 },
@@ -1705,7 +1776,8 @@ local function model_endpoints(conn, author, slug)
   respond_json(conn, 200, { data = {
     id = m.id, name = m.name, created = m.created, description = m.description,
     architecture = m.architecture,
-    endpoints = { endpoint("Emulator", "emulator", "fp16", 1), endpoint("Mirror", "mirror/eu", "fp8", 1.2) },
+    endpoints = { endpoint(providers[1], providers[1]:lower():gsub("%W+", "-"), "fp16", 1),
+                  endpoint(providers[2], providers[2]:lower():gsub("%W+", "-") .. "/eu", "fp8", 1.2) },
   } })
 end
 
@@ -2088,7 +2160,6 @@ end
 
 -- API key provisioning: a management key (sk-or-mgmt-...) only; keys live per server until
 -- POST /_emulator/reset. Hashes and secrets are deterministic from the order of creation.
-local DEFAULT_WORKSPACE = "0df9e665-d932-5740-b2c7-b52af166bc11"
 local LIMIT_RESETS = { daily = true, weekly = true, monthly = true }
 
 -- 64 hex digits from `text`: an id, not a cryptographic hash. Integer-exact on every Lua.
@@ -2176,7 +2247,7 @@ local function new_key(store, body)
     expires_at = type(body.expires_at) == "string" and body.expires_at or null,
     creator_user_id = type(body.creator_user_id) == "string" and body.creator_user_id
       or "user_emulator",
-    workspace_id = body.workspace_id or DEFAULT_WORKSPACE,
+    workspace_id = body.workspace_id or DEFAULT_WORKSPACE, external_user = null,
   }
   store.list[#store.list + 1] = record
   store.by_hash[record.hash] = record

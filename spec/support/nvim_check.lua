@@ -12,7 +12,7 @@ vim.cmd("runtime plugin/openrouter_chat.lua")
 local result = { command = vim.fn.exists(":OpenRouterChat") == 2 }
 local ok, err = pcall(function()
   local chat = require("openrouter_chat")
-  chat.setup{ client = { api_key = "sk-or-nvim", base_url = os.getenv("OPENROUTER_BASE_URL") } }
+  chat.setup{ client = { api_key = "sk-or-nvim-0123456789", base_url = os.getenv("OPENROUTER_BASE_URL") } }
   result.json_backend = require("openrouter").json_backend
 
   local ticks = 0
