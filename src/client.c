@@ -186,6 +186,9 @@ static int client_socket_action(lua_State *L) {
     if (strchr(ev, 'e')) events |= CURL_CSELECT_ERR;
   }
   or_check_not_busy(L, c);
+  /* the host's timer was one-shot and has fired: whatever the next one is, it is
+  ** told, even when it equals the last (curl asks for 1 ms again when it fired early) */
+  if (fd == CURL_SOCKET_TIMEOUT) c->loop.told_timer = -2;
   or_driver_socket_round(L, c, fd, events);
   lua_pushinteger(L, c->active);
   return 1;
