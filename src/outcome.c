@@ -19,11 +19,11 @@ static void push_responses_partial(lua_State *L, int acc) {
   }
   lua_getfield(L, acc, "text");
   if (lua_istable(L, -1)) {
-    int i, n = (int)or_rawlen(L, -1);
+    int i, text = lua_gettop(L), n = (int)or_rawlen(L, text);
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
+    luaL_buffinit(L, &b);  /* may push a box: the list is read by its index */
     for (i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1 - (i > 0 ? 0 : 0), i);
+      lua_rawgeti(L, text, i);
       luaL_addvalue(&b);
     }
     luaL_pushresult(&b);

@@ -467,6 +467,8 @@ static int take_event(lua_State *L, or_request *r, int chunk) {
   int failed;
   if (r->assembly == OR_ASSEMBLE_RESPONSES && lua_istable(L, chunk)) {
     failed = absorb_response_event(L, r, chunk);
+    /* an error event reaches on_chunk too: without the key, as the error will be */
+    if (failed) or_error_scrub(L, chunk, r->client->api_key.data, r->client->api_key.len);
     if (!hand_over(L, r, chunk, failed)) return 1;
     if (failed) r->now.stream_failed = 1;
     return failed;
