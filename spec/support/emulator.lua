@@ -782,6 +782,12 @@ local HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><center
 --   emulator/first-chunk-stamp  stream: 10 ms after the headers, one chunk whose content is the
 --                            server's clock (socket.gettime()) read just before it is written,
 --                            then ~1 s of silence before the end (bench/: time to first chunk)
+--   emulator/first-chunk-after:<ms>  stream: the headers at once, <ms> of silence, then 20
+--                            content chunks 10 ms apart, each one's content the server's clock
+--                            read just before it is written, then the end (bench/ W7: a host
+--                            loop waiting for a slow model)
+--   emulator/numbered:<n>    n content chunks "1 ", "2 ", ... "<n> ", as fast as possible (in
+--                            order, each distinct: spec/budget_spec.lua)
 --
 -- Faults (spec/faults_spec.lua):
 --   emulator/reset-mid-headers   the status line and part of the headers, then RST
@@ -1157,6 +1163,29 @@ SCENARIOS["first-chunk-stamp"] = { run = function(ctx)
     sleep(1)
     stream_ending(ctx, sse)
   end)
+end }
+
+SCENARIOS["first-chunk-after"] = { pattern = "^(%d+)$", run = function(ctx, ms)
+  if not ctx.stream then return answer(ctx) end
+  local event = ("data: " .. json_encode(chunk(ctx, { content = "STAMP" }))
+    .. "\n\n"):gsub("%%", "%%%%"):gsub("STAMP", "%%.6f")
+  stream(ctx, direct_sink(ctx.conn), function(_, sse)
+    sleep(tonumber(ms) / 1000) -- nothing at all on the wire while the "model" thinks
+    for i = 1, 20 do
+      if i > 1 then sleep(0.01) end -- the client is idle, waiting, when each chunk leaves
+      local data = event:format(socket.gettime())
+      write(ctx.conn, string.format("%x\r\n", #data) .. data .. "\r\n")
+    end
+    stream_ending(ctx, sse)
+  end)
+end }
+
+SCENARIOS.numbered = { pattern = "^(%d+)$", run = function(ctx, n)
+  local words = {}
+  for i = 1, tonumber(n) do words[i] = i .. " " end
+  ctx.reply = table.concat(words)
+  ctx.completion_tokens = tonumber(n)
+  answer(ctx, batched_sink(ctx.conn))
 end }
 
 ---------------------------------------------------------------------------------------------
