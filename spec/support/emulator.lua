@@ -2417,6 +2417,7 @@ local function zdr_endpoint(e)
     pricing = { prompt = m.pricing.prompt, completion = m.pricing.completion, request = "0",
                 image = m.pricing.image },
     supported_parameters = m.supported_parameters, supports_implicit_caching = true,
+    supports_tool_choice = { auto = true, none = true, required = true, ["function"] = true },
     supports_voice_cloning = false,
     uptime_last_5m = 100, uptime_last_30m = 99.5, uptime_last_1d = 99.8,
     latency_last_30m = { p50 = 0.25, p75 = 0.35, p90 = 0.48, p99 = 0.85 },
@@ -2653,7 +2654,7 @@ local function response_object(ctx, status, text)
       total_tokens = ctx.prompt_tokens + ctx.completion_tokens, cost = prompt_cost + output_cost,
       is_byok = false, cost_details = { upstream_inference_cost = null,
         upstream_inference_input_cost = prompt_cost, upstream_inference_output_cost = output_cost },
-    } or null,
+    } or nil, -- absent until the end: the description's Usage is not nullable
   }
 end
 
