@@ -135,6 +135,19 @@ docs:
 	ldoc .
 	@echo "API reference: docs/index.html"
 
+# The emulator against the API's own OpenAPI description (../shared/reference/) and the
+# official SDK (test/fidelity/check.mjs): node and npm from Debian, ajv, yaml and
+# @openrouter/sdk as test/fidelity/package-lock.json pins them. Fails on any violation.
+.PHONY: check-fidelity
+FIDELITY_MODULES := test/fidelity/node_modules/.package-lock.json
+$(FIDELITY_MODULES): test/fidelity/package-lock.json test/fidelity/package.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	cd test/fidelity && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+check-fidelity: deps $(FIDELITY_MODULES)
+	node test/fidelity/check.mjs --lua $(LUA)
+
 # Benchmarks against the alternatives (bench/): writes bench/results.md.
 bench: deps $(MODULE)
 	@$(MAKE) --no-print-directory LUA=lua5.4 all
