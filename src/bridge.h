@@ -53,7 +53,8 @@ int or_stream_absorb(lua_State *L, int acc, int chunk, int first, int legacy);
 void or_stream_result(lua_State *L, int acc, int legacy);
 int or_stream_has_data(lua_State *L, int acc);
 /* Pushes one chunk made of the chunks in the list at idx: text deltas joined,
-** tool-call and reasoning fragments kept in order, the last finish_reason and usage. */
+** tool-call fragments kept in order, reasoning_details merged by type and index, audio
+** joined, images, annotations and logprobs listed; the last finish_reason and usage. */
 void or_stream_merge(lua_State *L, int list);
 
 #endif
