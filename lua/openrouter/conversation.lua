@@ -17,6 +17,8 @@ local FORMAT = "openrouter-conversation"
 local FORMAT_VERSION = 1
 local DEFAULT_MAX_TOOL_ROUNDS = 8
 local USAGE_FIELDS = { "prompt_tokens", "completion_tokens", "total_tokens" }
+-- usage tables whose numeric fields are summed too (cached_tokens, reasoning_tokens, ...)
+local USAGE_DETAILS = { "prompt_tokens_details", "completion_tokens_details", "cost_details" }
 
 --- The Conversation class; its methods are documented below.
 local Conversation = {}
@@ -192,6 +194,17 @@ local function add_usage(totals, usage)
     if type(usage[k]) == "number" then totals[k] = totals[k] + usage[k] end
   end
   if type(usage.cost) == "number" then totals.cost = (totals.cost or 0) + usage.cost end
+  for _, name in ipairs(USAGE_DETAILS) do
+    local details = usage[name]
+    if type(details) == "table" then
+      for k, v in pairs(details) do
+        if type(k) == "string" and type(v) == "number" then
+          totals[name] = totals[name] or {}
+          totals[name][k] = (totals[name][k] or 0) + v
+        end
+      end
+    end
+  end
 end
 
 -- Runs one tool call; returns the tool message, or nil, err.
@@ -390,8 +403,10 @@ end
 
 --- The accumulated usage of every request this conversation made (tool rounds
 -- included, and requests of a `say` that failed later: they were billed).
--- @treturn table `prompt_tokens`, `completion_tokens`, `total_tokens`, `requests`, and
---   `cost` when the API reported one
+-- @treturn table `prompt_tokens`, `completion_tokens`, `total_tokens`, `requests`;
+--   `cost` when the API reported one; and, shaped as the API's usage, the sums of the
+--   numbers it reported in `prompt_tokens_details` (`cached_tokens` ...),
+--   `completion_tokens_details` (`reasoning_tokens` ...) and `cost_details`
 function Conversation:usage()
   check_self(self, "usage")
   return deep_copy(self.totals)
@@ -472,6 +487,13 @@ local function invalid(why)
   return nil, new_error("decode", "not a saved conversation: " .. why)
 end
 
+local function is_usage_details(k)
+  for _, name in ipairs(USAGE_DETAILS) do
+    if k == name then return true end
+  end
+  return false
+end
+
 --- Loads a conversation saved by `to_json` (also `client:conversation_from_json(s)`).
 -- @treturn ?Conversation the conversation, or nil, err (kind "decode")
 function M.from_json(client, s)
@@ -500,7 +522,17 @@ function M.from_json(client, s)
   end
   local usage = fresh_usage()
   for k, v in pairs(data.usage or {}) do
-    if type(v) ~= "number" then return invalid(("usage.%s must be a number"):format(tostring(k))) end
+    local details = type(v) == "table" and is_usage_details(k)
+    if type(v) ~= "number" and not details then
+      return invalid(("usage.%s must be a number"):format(tostring(k)))
+    end
+    if details then
+      for dk, dv in pairs(v) do
+        if type(dv) ~= "number" then
+          return invalid(("usage.%s.%s must be a number"):format(k, tostring(dk)))
+        end
+      end
+    end
     usage[k] = v
   end
   local ok, conv = pcall(M.new, client, { model = data.model, system = data.system,
