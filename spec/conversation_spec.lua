@@ -107,7 +107,7 @@ describe("conversation", function()
       assert.has_error(function() conv:say(nil) end,
         "bad argument #1 to 'say' (string or array of content parts expected, got nil)")
       assert.has_error(function() conv:say("x", 5) end,
-        "bad argument #2 to 'say' (function expected, got number)")
+        "bad argument #2 to 'say' (function or table expected, got number)")
       assert.has_error(function() client:conversation{ modle = "x" } end,
         "bad argument #1 to 'conversation' (unknown option 'modle')")
       assert.has_error(function() client:conversation{ params = { messages = {} } } end)

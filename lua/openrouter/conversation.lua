@@ -26,6 +26,7 @@ Conversation.__index = Conversation
 M.Conversation = Conversation
 
 local text_of  -- openrouter.text, set by install()
+local json_of  -- openrouter.json, set by install()
 
 -- Raises a Lua-style argument error, blaming the caller `level` frames up
 -- (3: the caller of the function that calls argerror).
@@ -166,10 +167,12 @@ function Conversation:tool(def)
   return self
 end
 
--- The request for the history plus this turn's pending messages.
-local function request_for(self, pending)
+-- The request for the history plus this turn's pending messages (and the turn's
+-- response_format, when it asks for a structured reply).
+local function request_for(self, pending, format)
   local req = deep_copy(self.params)
   req.model = self.model or req.model
+  if format then req.response_format = format end
   local messages = {}
   for i, m in ipairs(self.messages) do messages[i] = m end
   for _, m in ipairs(pending) do messages[#messages + 1] = m end
@@ -275,15 +278,35 @@ local function check_content(fname, content)
   if type(content) == "table" then check_encodable(fname, 1, "content", content, 4) end
 end
 
--- A turn: the messages one `say` adds (kept apart until it succeeds) and its text.
-local function new_turn(conv, content)
+-- The response_format a say's options ask for (schema, name), or nil. Called from
+-- say / say_async: the user is 4 frames up from argerror.
+local function structured_format(fname, opts)
+  if opts.name ~= nil and (type(opts.name) ~= "string" or not opts.name:match("^[%w_%-]+$")
+      or #opts.name > 64) then
+    argerror(fname, 2, "'name' must be 1-64 characters of [A-Za-z0-9_-]", 4)
+  end
+  if opts.schema == nil then
+    if opts.name ~= nil then argerror(fname, 2, "'name' is for a 'schema'", 4) end
+    return nil
+  end
+  if type(opts.schema) ~= "table" then
+    argerror(fname, 2, "'schema' must be a table (a JSON schema), got " .. type(opts.schema), 4)
+  end
+  check_encodable(fname, 2, "schema", opts.schema, 4)
+  return { type = "json_schema", json_schema = {
+    name = opts.name or "reply", strict = true, schema = deep_copy(opts.schema) } }
+end
+
+-- A turn: the messages one `say` adds (kept apart until it succeeds) and its text;
+-- `format`, the response_format of a structured reply.
+local function new_turn(conv, content, format)
   return { conv = conv, pending = { { role = "user", content = deep_copy(content) } },
-           texts = {}, rounds = 0, done = false }
+           texts = {}, rounds = 0, done = false, format = format }
 end
 
 -- Takes one response into the turn. Returns true when the model must be asked
 -- again (tool results were added), else the turn's text (the history now has
--- it), or nil, err.
+-- it; for a structured reply, the last message's content decoded), or nil, err.
 local function absorb(turn, res)
   local conv = turn.conv
   add_usage(conv.totals, res.usage)
@@ -308,9 +331,18 @@ local function absorb(turn, res)
     end
     return true
   end
+  local reply = table.concat(turn.texts)
+  if turn.format then
+    local value, err = json_of(res)
+    if value == nil then
+      err.generation_id = res.id
+      return nil, err
+    end
+    reply = value
+  end
   for _, m in ipairs(turn.pending) do conv.messages[#conv.messages + 1] = m end
   trim(conv)
-  return table.concat(turn.texts)
+  return reply
 end
 
 -- on_delta(text, chunk) as a chunk callback.
@@ -323,20 +355,33 @@ local function delta_callback(on_delta)
 end
 
 --- Sends a user message and returns the assistant's reply, running tool calls.
+--
+--     local city = conv:say("Where is the Louvre?", { name = "place", schema = {
+--       type = "object", properties = { city = { type = "string" } },
+--       required = { "city" }, additionalProperties = false } })
+--     print(city.city)
 -- @param content a string, or an array of content parts
--- @tparam[opt] function on_delta streams the reply: called as `on_delta(text, chunk)`
---   with each new piece of text; return false to cancel
--- @treturn ?string the reply text (all text of this turn, equal to the joined deltas)
--- @return err on failure, with the history unchanged; `err.partial` for a broken stream
-function Conversation:say(content, on_delta)
+-- @param[opt] opts a function, `on_delta`; or a table: `on_delta(text, chunk)` (streams
+--   the reply: called with each new piece of text; return false to cancel), `schema` (a
+--   JSON schema table: asks for a structured reply, sent as `response_format` json_schema,
+--   strict), `name` (the schema's name, default "reply")
+-- @treturn ?string|table the reply text (all text of this turn, equal to the joined
+--   deltas); with `schema`, the reply decoded (the history keeps it as text)
+-- @return err on failure, with the history unchanged; `err.partial` for a broken stream;
+--   kind "decode" for a structured reply that is not JSON
+function Conversation:say(content, opts)
   check_self(self, "say")
   check_content("say", content)
-  if on_delta ~= nil and type(on_delta) ~= "function" then
-    argerror("say", 2, "function expected, got " .. type(on_delta))
+  if type(opts) == "function" then opts = { on_delta = opts } end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then argerror("say", 2, "function or table expected, got " .. type(opts)) end
+  if opts.on_delta ~= nil and type(opts.on_delta) ~= "function" then
+    argerror("say", 2, "'on_delta' must be a function")
   end
-  local turn, callback = new_turn(self, content), delta_callback(on_delta)
+  local turn = new_turn(self, content, structured_format("say", opts))
+  local callback = delta_callback(opts.on_delta)
   while true do
-    local res, err = self.client:chat_completion(request_for(self, turn.pending), callback)
+    local res, err = self.client:chat_completion(request_for(self, turn.pending, turn.format), callback)
     if not res then return nil, err end
     local more, text_or_err = absorb(turn, res)
     if more ~= true then return more, text_or_err end
@@ -368,7 +413,8 @@ end
 -- @param content a string, or an array of content parts
 -- @tparam[opt] table opts `on_delta(text, chunk)` (streams the reply; return false to
 --   cancel), `on_done(text, err)` (once, at the end), `coalesce` (seconds between
---   deliveries of text, for UI hosts)
+--   deliveries of text, for UI hosts), `schema` and `name` (a structured reply, as `say`:
+--   the turn's result is the reply decoded)
 -- @treturn Turn the turn in progress (keep it: a collected turn is cancelled)
 function Conversation:say_async(content, opts)
   check_self(self, "say_async")
@@ -380,14 +426,14 @@ function Conversation:say_async(content, opts)
       argerror("say_async", 2, ("'%s' must be a function"):format(k))
     end
   end
-  local turn = setmetatable(new_turn(self, content), Turn)
+  local turn = setmetatable(new_turn(self, content, structured_format("say_async", opts)), Turn)
   local on_chunk = delta_callback(opts.on_delta)
   local function finish(text, err)
     turn.done, turn.result, turn.error = true, text, err
     if opts.on_done then opts.on_done(text, err) end
   end
   local function ask()
-    turn.request = self.client:chat_completion_async(request_for(self, turn.pending), {
+    turn.request = self.client:chat_completion_async(request_for(self, turn.pending, turn.format), {
       on_chunk = on_chunk, coalesce = opts.coalesce,
       on_done = function(res, err)
         if not res then return finish(nil, err) end
@@ -547,6 +593,7 @@ end
 -- @param openrouter the openrouter module
 function M.install(openrouter)
   text_of = openrouter.text
+  json_of = openrouter.json
   openrouter.Client.conversation = M.new
   openrouter.Client.conversation_from_json = M.from_json
 end

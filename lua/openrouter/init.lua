@@ -214,6 +214,28 @@ function M.text(res)
   return content_text(choice.text)
 end
 
+--- The content of a structured-output reply (`response_format` json_schema or
+-- json_object), decoded: the first choice's text (see `openrouter.text`), with
+-- surrounding white space and a Markdown code fence (```` ```json ````) around it
+-- ignored.
+-- @param res a response (or `err.partial`)
+-- @treturn ?table the decoded object or array
+-- @return err when there is no text or it is not a JSON object or array: an error
+--   object of kind "decode", whose `text` is the content
+function M.json(res)
+  local text = M.text(res)
+  local function fail(why)
+    return nil, setmetatable({ kind = "decode", text = text,
+      message = "the reply is not JSON: " .. why }, core.error_mt)
+  end
+  if not text then return fail("it has no text content") end
+  local body = text:match("^%s*```[%w_-]*[ \t]*\r?\n(.-)\r?\n?```%s*$") or text
+  local value, why = core.json_decode(body)
+  if value == nil then return fail(tostring(why)) end
+  if type(value) ~= "table" then return fail("not an object or an array") end
+  return value
+end
+
 --- Whether a value is an error object returned by this library.
 function M.is_error(v)
   return type(v) == "table" and getmetatable(v) == core.error_mt
