@@ -7,6 +7,11 @@
 --   LUA bench/openrouter_bench.lua w4 BASE_URL seconds=1    get_models: ms per call
 --   LUA bench/openrouter_bench.lua w5 EMU_URL samples=30    ms from the server's stamp to on_chunk
 --   LUA bench/openrouter_bench.lua w6 BASE_URL seconds=1    embeddings (100 x 3,072 floats): ms per call
+--   LUA bench/openrouter_bench.lua w7 EMU_URL drive=uv|poll wait_ms=3000   life in a host loop (luv):
+--       a stream whose first chunk comes after wait_ms; drive=uv: attached with openrouter.uv;
+--       drive=poll: a 15 ms luv timer calling client:poll(0). value = median ms from a chunk's
+--       server stamp to on_chunk; cpu = CPU ms and cs = voluntary context switches of this
+--       process from the request to its first chunk (wait = that span, ms)
 --
 -- Prints "RESULT value=... n=..."; exits non-zero when a reply is not what the fixtures hold.
 
@@ -116,6 +121,60 @@ function W.w5()
     if i > 0 then samples[#samples + 1] = latency * 1000 end
   end
   bench.result { value = bench.median(samples), n = #samples }
+end
+
+-- Voluntary context switches of this (single-threaded) process: each is a sleep that ended.
+local function voluntary_switches()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return 0 / 0 end
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match("voluntary_ctxt_switches:%s*(%d+)"))
+end
+
+function W.w7()
+  local uv = require("luv")
+  local drive, wait_ms = opts.drive or "uv", opts.wait_ms or 3000
+  local ticker
+  if drive == "uv" then
+    require("openrouter.uv").attach(client, uv)
+  else
+    ticker = uv.new_timer()
+    ticker:start(15, 15, function() client:poll(0) end)
+  end
+  local function run(model)
+    local delays, result, mark, span = {}, nil, nil, nil
+    client:chat_completion_async(params(model, true), {
+      on_chunk = function(chunk)
+        local t = now()
+        local stamp = tonumber(openrouter.text(chunk) or "")
+        if stamp then
+          if not span then
+            span = { os.clock() - mark[1], voluntary_switches() - mark[2], t - mark[3] }
+          end
+          delays[#delays + 1] = (t - stamp) * 1000
+        end
+      end,
+      on_done = function(res, err)
+        result = res or err
+        uv.stop()
+      end,
+    })
+    -- from here to the first chunk: the request goes out, then the "model" thinks
+    mark = { os.clock(), voluntary_switches(), now() }
+    uv.run()
+    bench.check(type(result) == "table" and result.choices, "w7: " .. tostring(result))
+    bench.check(span and #delays == 20, "w7: " .. #delays .. " stamped chunks")
+    return delays, span
+  end
+  run("emulator/first-chunk-after:50") -- warm-up: the connection, the code paths
+  local delays, span = run("emulator/first-chunk-after:" .. wait_ms)
+  if ticker then ticker:close() end
+  client:close()
+  uv.run("nowait") -- luv reaps the closed handles (it crashes at exit on unreaped ones)
+  io.write(string.format("RESULT value=%.6g cpu=%.6g cs=%d wait=%.6g n=%d\n", bench.median(delays),
+    span[1] * 1000, span[2], span[3] * 1000, #delays))
+  os.exit(0)
 end
 
 bench.check(W[workload], "unknown workload " .. tostring(workload))

@@ -17,12 +17,16 @@ local WORKLOADS = {
   { id = "w4", title = "W4 get_models 1 MB (ms/call)", higher = false },
   { id = "w5", title = "W5 first chunk (ms)", higher = false },
   { id = "w6", title = "W6 embeddings 100 x 3,072 (ms/call)", higher = false },
+  -- several measures per run: a table of its own (below), not a column of the main one
+  { id = "w7", title = "W7 life in a host loop", higher = false, own_table = true },
 }
 
 local CONTENDERS = {
   { id = "limit", label = "limit (C, libcurl)" },
   { id = "or54", label = "**openrouter (lua5.4)**" },
   { id = "orjit", label = "**openrouter (luajit)**" },
+  { id = "or54poll", label = "openrouter, 15 ms poll timer (lua5.4)" },
+  { id = "orjitpoll", label = "openrouter, 15 ms poll timer (luajit)" },
   { id = "base54", label = "openrouter baseline (lua5.4)" },
   { id = "basejit", label = "openrouter baseline (luajit)" },
   { id = "cjson54", label = "cjson ceiling (lua5.4)" },
@@ -40,7 +44,7 @@ local runs = {} -- runs[contender][workload] = { values = {}, singles = {}, erro
 local function cell(c, w)
   runs[c] = runs[c] or {}
   runs[c][w] = runs[c][w] or { values = {}, singles = {}, by_round = {}, single_by_round = {},
-                               errors = 0, skipped = false }
+                               errors = 0, skipped = false, extra = {} }
   return runs[c][w]
 end
 
@@ -58,6 +62,12 @@ for line in io.lines(raw_path) do
       local s = tonumber(rest:match("single=(%S+)"))
       if s then r.singles[#r.singles + 1], r.single_by_round[round] = s, s end
       r.n = tonumber(rest:match("n=(%S+)"))
+      for k, x in rest:gmatch("(%a+)=(%S+)") do
+        if k ~= "value" and k ~= "single" and k ~= "n" and tonumber(x) then
+          r.extra[k] = r.extra[k] or {}
+          r.extra[k][round] = tonumber(x)
+        end
+      end
       r.scaled = r.scaled or rest:find("scaled") ~= nil
     end
   end
@@ -201,8 +211,12 @@ emit("Each cell: the median over the rounds, then in parentheses the speed relat
   .. "after the other, so the ratios hold when the machine's load drifts). – = not applicable.")
 emit()
 
+local TABLE_WORKLOADS = {}
+for _, w in ipairs(WORKLOADS) do
+  if not w.own_table then TABLE_WORKLOADS[#TABLE_WORKLOADS + 1] = w end
+end
 local header = { "contender" }
-for _, w in ipairs(WORKLOADS) do header[#header + 1] = w.title end
+for _, w in ipairs(TABLE_WORKLOADS) do header[#header + 1] = w.title end
 row(header)
 local sep = {}
 for i = 1, #header do sep[i] = i == 1 and "---" or "---:" end
@@ -212,7 +226,7 @@ local footnotes = {}
 for _, c in ipairs(CONTENDERS) do
   local cells = { c.label }
   local any = false
-  for _, w in ipairs(WORKLOADS) do
+  for _, w in ipairs(TABLE_WORKLOADS) do
     local v, r = get(c.id, w.id)
     local text = "–"
     if v then
@@ -252,11 +266,60 @@ if #singles > 0 then
 end
 
 ---------------------------------------------------------------------------------------------
+-- W7: life in a host loop (issue 13)
+---------------------------------------------------------------------------------------------
+
+-- the median over the rounds of a W7 measure (value: delay; cpu, cs, wait from the extras)
+local function w7(c, key)
+  local r = runs[c] and runs[c].w7
+  if not r then return nil end
+  if key == "value" then return median(r.values) end
+  local xs = {}
+  for round, x in pairs(r.extra[key] or {}) do
+    if key == "value" or r.by_round[round] then xs[#xs + 1] = x end
+  end
+  return median(xs)
+end
+
+local W7_PAIRS = { { "or54", "or54poll", "lua5.4" }, { "orjit", "orjitpoll", "luajit" } }
+local any_w7 = false
+for _, p in ipairs(W7_PAIRS) do any_w7 = any_w7 or w7(p[1], "value") or w7(p[2], "value") end
+if any_w7 then
+  emit()
+  emit("## W7: life in a host loop (issue 13)")
+  emit()
+  emit("A luv loop waits 3 s for a slow first chunk (`emulator/first-chunk-after:3000`), then 20 "
+    .. "chunks stamped by the server arrive 10 ms apart. Over the wait (from the request to its "
+    .. "first chunk): the process's CPU time and its voluntary context switches (each a sleep "
+    .. "that ended: a wake-up); then the median delay from a chunk's server stamp to its "
+    .. "`on_chunk`. Attached: `require(\"openrouter.uv\").attach(client)`; poll timer: a 15 ms "
+    .. "luv timer calling `client:poll(0)`. Medians over the rounds; x = poll timer / attached.")
+  emit()
+  row({ "interpreter", "CPU over the wait, attached / poll timer (ms)", "x",
+        "wake-ups over the wait, attached / poll timer", "x",
+        "server -> on_chunk, attached / poll timer (ms)", "x", "wait (s)" })
+  row({ "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:" })
+  local function pair_cell(a, b, fmt)
+    if not a and not b then return "–", "–" end
+    local text = (a and string.format(fmt, a) or "–") .. " / " .. (b and string.format(fmt, b) or "–")
+    local x = (a and b and a > 0) and fmt_ratio(b / a) or "–"
+    return text, x
+  end
+  for _, p in ipairs(W7_PAIRS) do
+    local cpu, cpux = pair_cell(w7(p[1], "cpu"), w7(p[2], "cpu"), "%.2f")
+    local cs, csx = pair_cell(w7(p[1], "cs"), w7(p[2], "cs"), "%.0f")
+    local d, dx = pair_cell(w7(p[1], "value"), w7(p[2], "value"), "%.3f")
+    local wait = w7(p[1], "wait")
+    row({ p[3], cpu, cpux, cs, csx, d, dx, wait and string.format("%.2f", wait / 1000) or "–" })
+  end
+end
+
+---------------------------------------------------------------------------------------------
 -- the bars of issue 6
 ---------------------------------------------------------------------------------------------
 
 emit()
-emit("## The bars (issue 6)")
+emit("## The bars (issues 6 and 13)")
 emit()
 row({ "bar", "measured", "target", "met" })
 row({ "---", "---:", "---", "---" })
@@ -305,6 +368,13 @@ for _, interp in ipairs({ { "or54", "cjson54", "lua5.4" }, { "orjit", "cjsonjit"
   local w5 = get(o, "w5")
   bar("W5 server send -> on_chunk (" .. name .. ")", w5, w5 and string.format("%.3f ms", w5),
     "< 0.3 ms", w5 and w5 < 0.3, disturbed({ o, "w5" }))
+  local cpu, cs, d7 = w7(o, "cpu"), w7(o, "cs"), w7(o, "value")
+  bar("W7 attached: CPU over a 3 s wait (" .. name .. ")", cpu, cpu and string.format("%.2f ms", cpu),
+    "< 20 ms", cpu and cpu < 20, disturbed({ o, "w7" }))
+  bar("W7 attached: wake-ups over a 3 s wait (" .. name .. ")", cs, cs and string.format("%.0f", cs),
+    "about 0 (<= 3)", cs and cs <= 3, disturbed({ o, "w7" }))
+  bar("W7 attached: server -> on_chunk (" .. name .. ")", d7, d7 and string.format("%.3f ms", d7),
+    "< 0.3 ms", d7 and d7 < 0.3, disturbed({ o, "w7" }))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -322,7 +392,7 @@ row(header)
 row(sep)
 for _, c in ipairs(CONTENDERS) do
   local cells, any = { c.label }, false
-  for _, w in ipairs(WORKLOADS) do
+  for _, w in ipairs(TABLE_WORKLOADS) do
     local v, r = get(c.id, w.id)
     if v then
       any = true
