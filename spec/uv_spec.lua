@@ -87,16 +87,6 @@ local function record_timers(client, fn)
   return timers
 end
 
--- A known bug of the core, reported with this test as its reproducer: the test runs; while it
--- fails it is pending with the failure, and once it passes it fails, asking for the mark to go.
-local function known_bug(what, fn)
-  return function()
-    local ok, err = pcall(fn)
-    if ok then error("fixed (" .. what .. "): remove the known_bug mark of this test", 0) end
-    pending("known bug, " .. what .. ": " .. tostring(err))
-  end
-end
-
 describe("host loops", function()
   local emu
   local clients
@@ -303,8 +293,7 @@ describe("host loops", function()
       assert.are.equal("Echo: again", openrouter.text(third))
     end)
 
-    it("attached while a request runs, takes it over", known_bug(
-      "sockets driven by curl_multi_perform are not told to the hooks", function()
+    it("attached while a request runs, takes it over", function()
       local client = new_client()
       local result
       client:chat_completion_async(chat("emulator/slow:300", "a b c d"), {
@@ -324,7 +313,7 @@ describe("host loops", function()
       end)
       assert.are.equal(0, polls)
       assert.are.equal("Echo: a b c d", openrouter.text(result))
-    end))
+    end)
 
     it("releases the loop's handles on close(): uv.run returns", function()
       local client = new_client()
@@ -582,9 +571,9 @@ describe("host loops", function()
     end)
 
     -- libcurl 7.88's curl_multi_perform (poll, and blocking calls) never calls the socket
-    -- callback: a socket it opened is unknown to the hooks until a socket_action touches it
-    it("tells new hooks every socket watched now (set while a request runs)", known_bug(
-      "sockets driven by curl_multi_perform are not told to the hooks", function()
+    -- callback: with hooks set, rounds run curl_multi_socket_all instead, and setting hooks
+    -- while requests run makes one round, so the hooks learn every socket
+    it("tells new hooks every socket watched now (set while a request runs)", function()
       local client = new_client()
       local result
       client:chat_completion_async(chat("emulator/slow:300"), { on_done = function(r, e) result = r or e end })
@@ -594,10 +583,9 @@ describe("host loops", function()
       assert.is_true(next(loop.watched) ~= nil)
       loop.run_until(function() return result ~= nil end)
       assert.are.equal("Echo: hi", openrouter.text(result))
-    end))
+    end)
 
-    it("watches the socket of a request a blocking call started", known_bug(
-      "sockets driven by curl_multi_perform are not told to the hooks", function()
+    it("watches the socket of a request a blocking call started", function()
       local client = new_client()
       local loop = fake_loop(client)
       local result
@@ -609,7 +597,7 @@ describe("host loops", function()
       assert.is_true(next(loop.watched) ~= nil, "the background request's socket is not watched")
       loop.run_until(function() return result ~= nil end)
       assert.are.equal("Echo: background", openrouter.text(result))
-    end))
+    end)
 
     it("tells the hooks on close(): sockets gone, no timer, then closed()", function()
       local client = new_client()

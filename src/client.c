@@ -151,7 +151,8 @@ static int client_poll(lua_State *L) {
 ** a host's loop drives the client. socket(fd, "r" | "w" | "rw" | nil): watch fd
 ** for these events (nil: stop watching it); timer(ms): call socket_action()
 ** in ms milliseconds (-1: no timer). Both are called from the client's own
-** calls, never from inside libcurl. */
+** calls, never from inside libcurl. With requests in flight, setting hooks
+** runs one round (callbacks may run) so that the hooks learn their sockets. */
 static int client_set_loop_hooks(lua_State *L) {
   or_client *c = or_check_client(L, 1);
   if (!lua_isnoneornil(L, 2)) {
@@ -164,7 +165,9 @@ static int client_set_loop_hooks(lua_State *L) {
   }
   or_check_not_busy(L, c);
   or_loop_set_hooks(L, c, 2);
-  or_driver_kick(L, c);
+  /* transfers already running learn their sockets: one round reports them all */
+  if (c->active > 0) or_driver_round(L, c, 0);
+  else or_driver_kick(L, c);
   return 0;
 }
 
@@ -181,6 +184,7 @@ static int client_socket_action(lua_State *L) {
     if (!(n >= 0 && n <= 2147483647.0) || n != (lua_Number)(long)n)
       luaL_argerror(L, 2, "a file descriptor expected");
     fd = (curl_socket_t)(long)n;
+    if (ev[strspn(ev, "rwe")] != '\0') luaL_argerror(L, 3, "events must be made of 'r', 'w' and 'e'");
     if (strchr(ev, 'r')) events |= CURL_CSELECT_IN;
     if (strchr(ev, 'w')) events |= CURL_CSELECT_OUT;
     if (strchr(ev, 'e')) events |= CURL_CSELECT_ERR;

@@ -9,6 +9,11 @@
 ** (c->in_round) callbacks cannot free or unlink a request: cancel() and the
 ** garbage collector only mark it, and the walk acts on the mark.
 */
+/* curl_multi_socket_all is marked deprecated, yet it is the one call that
+** runs every transfer and reports all of their sockets: curl_multi_perform
+** does not call the socket callback (libcurl 7.88), so a host loop would not
+** learn the sockets of transfers that poll or a blocking call drove. */
+#define CURL_DISABLE_DEPRECATION 1
 #include "engine.h"
 
 #include <string.h>
@@ -117,6 +122,7 @@ static void abort_transfer(lua_State *L, or_client *s, or_request *r, or_abort w
 }
 
 static void complete_cancelled(lua_State *L, or_client *s, or_request *r, int notify) {
+  r->cancel_requested = 1;  /* close() too: "the request was cancelled", not a callback's false */
   if (r->state == OR_STATE_RUNNING) {
     abort_transfer(L, s, r, OR_ABORT_CANCELLED, notify);
     return;
@@ -288,7 +294,9 @@ static int round_protected(lua_State *L) {
   start_due(L, s, notify);
   s->in_perform = 1;
   resume_paused(s);
-  if (a->fd == OR_PERFORM)
+  if (a->fd == OR_PERFORM && s->loop.ref_hooks != LUA_NOREF)
+    curl_multi_socket_all(s->multi, &running);  /* a host loop learns every socket */
+  else if (a->fd == OR_PERFORM)
     curl_multi_perform(s->multi, &running);
   else
     curl_multi_socket_action(s->multi, a->fd, a->events, &running);
