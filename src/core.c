@@ -156,7 +156,7 @@ int luaopen_openrouter_core(lua_State *L) {
   lua_setfield(L, -2, "array_mt");
   luaL_getmetatable(L, OR_ERROR_MT);
   lua_setfield(L, -2, "error_mt");
-  or_push_null(L);  /* cjson.null, or vim.NIL inside Neovim */
+  or_push_null(L);  /* cjson.null; vim.NIL inside Neovim */
   lua_setfield(L, -2, "null");
   lua_getfield(L, LUA_REGISTRYINDEX, OR_CONTEXT);
   lua_getfield(L, -1, "backend");
@@ -168,5 +168,8 @@ int luaopen_openrouter_core(lua_State *L) {
   ** globals that are never freed */
   lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
   lua_setfield(L, -2, "curl_version");
+  /* the TLS backend ("OpenSSL/3.0.11"); nil for a libcurl built without TLS */
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->ssl_version);
+  lua_setfield(L, -2, "ssl_version");
   return 1;
 }

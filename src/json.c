@@ -34,23 +34,25 @@ static int call_method(lua_State *L, int mod, const char *name, int nargs) {
   return lua_pcall(L, nargs, 1, 0) == 0;
 }
 
-/* Pushes the JSON codec's module: lua-cjson, or inside Neovim, where lua-cjson
-** is often absent, vim.json (the same cjson underneath); raises when there is
-** neither. Returns whether it is vim.json. */
+/* Pushes the JSON codec's module. Inside Neovim that is always vim.json (the
+** same cjson underneath), even when lua-cjson is installed too: JSON null is
+** then vim.NIL on every machine, the value vim.json, vim.fn.json_decode and
+** the LSP client give plugins (README, "Neovim"). Elsewhere lua-cjson; raises
+** when there is none. Returns whether it is vim.json. */
 static int push_codec(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushstring(L, "cjson");
-  if (lua_pcall(L, 1, 1, 0) == 0) return 0;
   lua_getglobal(L, "vim");
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "json");
     if (lua_istable(L, -1)) {
-      lua_replace(L, -3);  /* over require's error */
-      lua_pop(L, 1);
+      lua_remove(L, -2);
       return 1;
     }
+    lua_pop(L, 1);
   }
-  lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 2 : 1));
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) == 0) return 0;
   return luaL_error(L, "openrouter needs lua-cjson: %s", lua_tostring(L, -1));
 }
 

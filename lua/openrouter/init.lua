@@ -17,13 +17,16 @@ local M = {}
 --- The library version.
 M.VERSION = core.VERSION
 
---- The JSON null sentinel (the same value as `cjson.null`).
+--- The JSON null sentinel: `cjson.null`; inside Neovim always `vim.NIL`.
 M.null = core.null
 
 --- The libcurl version string the module runs with.
 M.curl_version = core.curl_version
 
---- The JSON codec in use: "cjson", or "vim.json" inside Neovim without lua-cjson.
+--- libcurl's TLS backend ("OpenSSL/3.0.11"), or nil when libcurl has none.
+M.ssl_version = core.ssl_version
+
+--- The JSON codec in use: "cjson", or inside Neovim always "vim.json".
 M.json_backend = core.json_backend
 
 --- The client type's method table: add methods here to extend every client.
