@@ -173,6 +173,21 @@ describe("host loops", function()
       assert.are.same({}, left) -- every test (and every driver) closed what it opened
     end)
 
+    it("resumes the tasks waiting on its requests, from the loop (no poll, no task:wait)", function()
+      local client = new_client()
+      uvdriver.attach(client, uv)
+      local results = {}
+      for i = 1, 3 do
+        openrouter.async(function()
+          local res = assert(client:chat_completion(chat("emulator/slow:50", "task " .. i)))
+          local credits = assert(client:get_credits())
+          results[i] = openrouter.text(res) .. " / " .. credits.remaining
+        end)
+      end
+      run_until(function() return results[1] and results[2] and results[3] end)
+      for i = 1, 3 do assert.are.equal("Echo: task " .. i .. " / 74.75", results[i]) end
+    end)
+
     it("completes requests with no poll call after attach", function()
       local client = new_client()
       local results = {}

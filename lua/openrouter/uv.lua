@@ -26,6 +26,15 @@ local function find_uv()
   error("openrouter.uv: no libuv binding found (install luv, or pass one: attach(client, uv))", 3)
 end
 
+-- After a socket action: the coroutines (openrouter.async tasks, req:await) whose requests
+-- just finished are resumed, from the loop's callback; a host may replace this through
+-- M.after_action (openrouter.nvim resumes them where the editor API may be called).
+local function after_action()
+  if M.after_action then return M.after_action() end
+  local async = package.loaded["openrouter.async"]
+  if async then async.resume_ready() end
+end
+
 local Driver = {}
 Driver.__index = Driver
 
@@ -47,7 +56,7 @@ function M.attach(client, uv)
   local function act(fd, events)
     if driver.detached then return end
     if fd then client:socket_action(fd, events) else client:socket_action() end
-    if M.after_action then M.after_action() end
+    after_action()
   end
 
   local function release()
@@ -100,8 +109,9 @@ function M.attach(client, uv)
   return driver
 end
 
---- Called after every socket action the loop made (set by `openrouter.async`, so that
--- the coroutines waiting on requests that just finished are resumed). nil by default.
+--- Called after every socket action the loop made, instead of resuming the coroutines
+-- waiting on requests that just finished (`openrouter.async.resume_ready`) at once:
+-- a host sets it to resume them elsewhere (openrouter.nvim: in `vim.schedule`). nil by default.
 M.after_action = nil
 
 return M
