@@ -112,7 +112,7 @@ local TMUX_CONF = os.tmpname()
 local Pane = {}
 Pane.__index = Pane
 
-local function tmux_start(args, env)
+local function tmux_start(args, env, width)
   local status_file = os.tmpname() -- unique: the server's socket is named after it
   local pane = setmetatable({ socket = status_file .. ".tmux", status_file = status_file }, Pane)
   -- tmux loses a pane's exit status when output comes right before the exit: a shell
@@ -120,7 +120,7 @@ local function tmux_start(args, env)
   -- the CLI, still gets the default SIGINT disposition).
   local command = ("trap : INT; cd %s && %s %s %s %s; echo $? >%s"):format(shell_quote(ROOT),
     env_prefix(env), LUA, shell_quote(CLI), argline(args), shell_quote(pane.status_file))
-  pane:tmux(("new-session -d -s cli -x 120 -y 40 %s"):format(shell_quote(command)))
+  pane:tmux(("new-session -d -s cli -x %d -y 40 %s"):format(width or 120, shell_quote(command)))
   return pane
 end
 
@@ -537,6 +537,134 @@ describe("openrouter CLI", function()
   -- A real terminal
   ------------------------------------------------------------------------------------------
 
+  describe("word wrapping (openrouter.cli.output)", function()
+    local output = require("openrouter.cli.output")
+
+    -- A terminal's screen from what was written: \n, \r, ESC[nC, ESC[K and characters.
+    local function screen(width, chunks)
+      local lines, row, col = { {} }, 1, 0
+      local function write(s)
+        local i = 1
+        while i <= #s do
+          local n, k = s:match("^\27%[(%d*)([CK])", i)
+          local c = s:match("^[%z\1-\127\194-\244][\128-\191]*", i)
+          local rest = s:match("^[\128-\191]+", i) -- the end of a character cut in two
+          if rest then
+            lines[row][col] = lines[row][col] .. rest
+            i = i + #rest
+          elseif k == "C" then
+            col = col + tonumber(n)
+            i = i + 3 + #n
+          elseif k == "K" then
+            for j = col + 1, #lines[row] do lines[row][j] = nil end
+            i = i + 3
+          elseif c == "\n" then
+            row, col = row + 1, 0
+            lines[row] = lines[row] or {}
+            i = i + 1
+          elseif c == "\r" then
+            col, i = 0, i + 1
+          else
+            assert(col < width, "a character beyond the edge: " .. c)
+            col = col + 1
+            lines[row][col] = c
+            i = i + #c
+          end
+        end
+      end
+      local wrap = output.new_wrap(width, write)
+      local shown = {}
+      for i, chunk in ipairs(chunks) do
+        wrap:feed(chunk)
+        local out = {}
+        for r = 1, #lines do out[r] = table.concat(lines[r]):gsub("%s+$", "") end
+        shown[i] = table.concat(out, "\n")
+      end
+      return shown[#shown], shown
+    end
+
+    local function pieces(text, size)
+      local out = {}
+      for i = 1, #text, size do out[#out + 1] = text:sub(i, i + size - 1) end
+      return out
+    end
+
+    it("breaks lines at blanks, whatever the pieces the text streams in", function()
+      local text = "the quick brown fox jumps over the lazy dog"
+      local expected = "the quick\nbrown fox\njumps over\nthe lazy\ndog"
+      for size = 1, #text do
+        assert.are.equal(expected, (screen(10, pieces(text, size))), "pieces of " .. size)
+      end
+    end)
+
+    it("shows the text as it streams: every piece at once, a moved word included", function()
+      local _, shown = screen(10, { "the quick br", "own", " fox" })
+      assert.are.equal("the quick\nbr", shown[1])
+      assert.are.equal("the quick\nbrown", shown[2])
+      assert.are.equal("the quick\nbrown fox", shown[3])
+      _, shown = screen(10, { "the quic", "k" })
+      assert.are.equal("the quic", shown[1])
+      assert.are.equal("the quick", shown[2])
+    end)
+
+    it("keeps newlines, cuts a word longer than the line, counts UTF-8 characters", function()
+      assert.are.equal("one\n\ntwo", (screen(10, { "one\n\ntwo" })))
+      assert.are.equal("abcde\nfghij\nklm", (screen(5, { "abcdefghijklm" })))
+      assert.are.equal("ab\nabcdefghij\nklm", (screen(10, { "ab abcdefghijklm" })))
+      assert.are.equal("héllo\nwörld", (screen(5, pieces("héllo wörld", 1))))
+      assert.are.equal("a  b\nc", (screen(4, { "a  b   c" })))
+    end)
+  end)
+
+  describe("the layout of the tool (lua/openrouter/cli/)", function()
+    local cli = require("openrouter.cli")
+
+    it("bin/openrouter only finds the modules and runs openrouter.cli", function()
+      local text = read_file(CLI)
+      assert.truthy(#lines_of(text) <= 60, "bin/openrouter has " .. #lines_of(text) .. " lines")
+      assert.truthy(text:find('require, "openrouter.cli")', 1, true))
+    end)
+
+    it("a command is one module: its options, help and run; every module is a command", function()
+      local listed = {}
+      for _, name in ipairs(cli.COMMANDS) do
+        listed[name] = true
+        local c = cli.command(name)
+        assert.are.equal("string", type(c.synopsis), name)
+        assert.are.equal("string", type(c.summary), name)
+        assert.truthy(c.help:find("^usage: openrouter " .. name), name)
+        assert.are.equal("table", type(c.options), name)
+        assert.are.equal("function", type(c.run), name)
+        assert.truthy(cli.help():find("\n  " .. c.synopsis, 1, true), name)
+      end
+      local files = command_output("ls " .. shell_quote(ROOT .. "/lua/openrouter/cli/commands"))
+      for file in files:gmatch("(%S+)%.lua") do
+        assert.truthy(listed[file], file .. ".lua is not in openrouter.cli.COMMANDS")
+      end
+      assert.is_nil(cli.command("frob"))
+    end)
+
+    it("no function of the tool is over 40 lines", function()
+      local files = command_output("cd " .. shell_quote(ROOT) .. " && ls lua/openrouter/cli/*.lua "
+        .. "lua/openrouter/cli/commands/*.lua")
+      for file in files:gmatch("%S+") do
+        local start, indent, name
+        local n = 0
+        for line in (read_file(ROOT .. "/" .. file) .. "\n"):gmatch("([^\n]*)\n") do
+          n = n + 1
+          local ind, fn = line:match("^(%s*)local function (.*)$")
+          if not fn then ind, fn = line:match("^(%s*)function (.*)$") end
+          if fn and not start and not line:find("%send$") then
+            start, indent, name = n, ind, fn
+          elseif start and line == indent .. "end" then
+            assert.truthy(n - start + 1 <= 40, ("%s:%d: %s is %d lines"):format(file, start, name, n - start + 1))
+            start = nil
+          end
+        end
+      end
+    end)
+  end)
+
   describe("login and logout (OAuth PKCE against the emulator's authorization page)", function()
     local url = require("socket.url")
 
@@ -690,8 +818,8 @@ describe("openrouter CLI", function()
     end
 
     local panes = {}
-    local function start(args, env)
-      local pane = tmux_start(args, env)
+    local function start(args, env, width)
+      local pane = tmux_start(args, env, width)
       panes[#panes + 1] = pane
       return pane
     end
@@ -826,6 +954,25 @@ describe("openrouter CLI", function()
       local screen = pane:screen()
       assert.truthy(screen:find("openrouter: cancelled error: interrupted (Ctrl-C)", 1, true), screen)
       assert.falsy(screen:find("eight", 1, true))
+    end)
+
+    it("replies wrap at word boundaries at the terminal's width, as they stream", function()
+      local words = {}
+      for i = 1, 40 do words[i] = ("word%d"):format(i * 7919 % 1000) end
+      local prompt = table.concat(words, " ")
+      for _, args in ipairs({ { "chat", "-m", "openai/gpt-4o-mini", prompt },
+                              { "chat", "-m", "emulator/slow:5", prompt } }) do
+        local pane = start(args, nil, 37)
+        assert.are.equal(0, pane:exit_status())
+        local lines = {}
+        for line in pane:tmux("capture-pane -p -S -1000 -t cli"):gsub("\nPane is dead.*", ""):gmatch("[^\n]+") do
+          assert.truthy(#line <= 37, line)
+          lines[#lines + 1] = line:match("^(.-)%s*$")
+        end
+        assert.truthy(#lines >= 8, table.concat(lines, "\n"))
+        -- no word cut: the lines joined by blanks are the reply
+        assert.are.equal("Echo: " .. prompt, table.concat(lines, " "))
+      end
     end)
 
     it("colour on a terminal only, and never with NO_COLOR", function()

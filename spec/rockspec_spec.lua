@@ -49,6 +49,7 @@ describe("openrouter-scm-1.rockspec", function()
     local files = {}
     for _, f in ipairs(ls("lua/openrouter/*.lua")) do files[#files + 1] = f end
     for _, f in ipairs(ls("lua/openrouter/*/*.lua")) do files[#files + 1] = f end
+    for _, f in ipairs(ls("lua/openrouter/*/*/*.lua")) do files[#files + 1] = f end
     table.sort(files)
     assert.are.same(files, modules)
   end)
