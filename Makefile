@@ -82,14 +82,37 @@ demo: deps $(MODULE)
 emulator: deps
 	$(LUA) spec/support/emulator.lua
 
-# Builds and installs the rock into a scratch tree, then loads it from a plain interpreter.
+# Installs the rock for Lua 5.1 and 5.4 into one scratch tree, then runs the installed
+# command with an empty environment, on each Lua: --version, and a chat with the emulator;
+# a tree without the C module must fail. Whatever LUA is, both are tested.
+ROCK_TREE := build/rock-tree
+# run from an empty directory: not from here, where luarocks make leaves openrouter/core.so
+ROCK_ENV = cd build/rock-home && env -i PATH=/usr/bin:/bin HOME=$(CURDIR)/build/rock-home
 rock: deps
 	@command -v luarocks >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq luarocks >/dev/null; }
-	rm -rf build/rock-tree
-	luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) make --deps-mode=none --tree build/rock-tree openrouter-scm-1.rockspec
-	eval "$$(luarocks --lua-version=$(patsubst lua%,%,$(subst luajit,5.1,$(LUA))) --tree build/rock-tree path)" && \
-	  $(LUA) -e 'local o = require "openrouter"; print("installed rock loads: openrouter " .. o.VERSION)' && \
-	  build/rock-tree/bin/openrouter --version
+	@$(MAKE) --no-print-directory LUA=lua5.1 deps && $(MAKE) --no-print-directory LUA=lua5.4 deps
+	rm -rf $(ROCK_TREE) build/rock-home build/rock-broken && mkdir -p build/rock-home
+	for v in 5.1 5.4; do \
+	  luarocks --lua-version=$$v make --deps-mode=none --tree $(ROCK_TREE) openrouter-scm-1.rockspec \
+	    >build/rock-$$v.log 2>&1 || { cat build/rock-$$v.log; exit 1; }; done
+	@# the second install keeps the first copy of the shared command as openrouter~: the same file
+	cmp $(ROCK_TREE)/bin/openrouter $(ROCK_TREE)/bin/openrouter~ && rm $(ROCK_TREE)/bin/openrouter~
+	@set -e; tree=$(CURDIR)/$(ROCK_TREE); home=$(CURDIR)/build/rock-home; \
+	LUA_PATH='$(LUA_PATH_DEV)' lua5.4 spec/support/emulator.lua --host 127.0.0.1 --port 0 \
+	  --parent-pid $$$$ >build/rock-emulator.out 2>/dev/null & emu=$$!; trap 'kill $$emu' EXIT; \
+	for i in $$(seq 100); do url=$$(sed -n 's/^OPENROUTER_EMULATOR_URL=//p' build/rock-emulator.out); \
+	  [ -n "$$url" ] && break; sleep 0.05; done; \
+	for v in 5.1 5.4 default; do \
+	  run="env -i PATH=/usr/bin:/bin HOME=$$home $$([ $$v = default ] || echo OPENROUTER_LUA=$$v) $$tree/bin/openrouter"; \
+	  version=$$(cd $$home && $$run --version); echo "$$v: $$version"; \
+	  case "$$version" in "openrouter "*" (libcurl "*", Lua $${v%default}"*) ;; *) exit 1;; esac; \
+	  reply=$$(cd $$home && $$run --base-url "$$url" --api-key sk-or-v1-rock-check chat -m openai/gpt-4o-mini hi $$v); \
+	  echo "$$v: chat: $$reply"; [ "$$reply" = "Echo: hi $$v" ]; done
+	@cp -r $(ROCK_TREE) build/rock-broken && rm build/rock-broken/lib/lua/5.4/openrouter/core.so; \
+	if ($(ROCK_ENV) OPENROUTER_LUA=5.4 ../rock-broken/bin/openrouter --version) 2>build/rock-broken.err; then \
+	  echo "a tree without openrouter.core: --version succeeded"; exit 1; fi; \
+	grep "^openrouter: other error: .*module 'openrouter.core' not found" build/rock-broken.err
+	rm -rf build/rock-broken
 
 # The C core's layers (doc/design.md, "Layers"): no upward call, no circle between files,
 # no function over 60 lines, from the object files' symbols.

@@ -88,6 +88,14 @@ build = {
   },
 }
 
+-- bin/openrouter is installed as it is, not behind a LuaRocks wrapper: a wrapper names one
+-- interpreter and the paths of one Lua version, and the 5.1 and 5.4 builds of one tree share
+-- bin/. The script finds the tree it is in and runs with a Lua whose build is there
+-- ($OPENROUTER_LUA picks one); see README.md, "Command line".
+deploy = {
+  wrap_bin_scripts = false,
+}
+
 test = {
   type = "command",
   command = "make test",
