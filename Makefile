@@ -33,6 +33,9 @@ NET_PKGS := openssl socat tinyproxy-bin nginx
 # the CLI's interactive mode is tested in a real terminal
 CLI_PKGS := tmux
 DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
+# Packages only some targets need: they set EXTRA_PKGS for themselves (and so for deps).
+# The sanitizer builds need clang (its ASan/UBSan runtimes come with it).
+SANITIZER_PKGS := clang
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -47,12 +50,13 @@ LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
 .PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan check-layers fuzz soak bench docs
+.PHONY: asan-module check-gc gc-runs
 
 all: $(MODULE)
 
 # Installs the Debian packages that are missing (root on Debian; a no-op when all are there).
 deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -131,15 +135,49 @@ check-valgrind: deps $(MODULE) host-module
 # suite run against it. The interpreter is not instrumented: the ASan runtime is preloaded.
 ASAN_BUILD := build/asan-$(LUA)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-check-asan: deps host-module
-	@command -v clang >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq clang >/dev/null; }
-	@mkdir -p $(ASAN_BUILD)/openrouter
+ASAN_MODULE := $(ASAN_BUILD)/openrouter/core.so
+$(ASAN_MODULE): $(SOURCES) $(HEADERS) | deps
+	@mkdir -p $(dir $@)
 	clang -std=c99 -fPIC -shared $(WARN) $(ASAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl) \
-	  -o $(ASAN_BUILD)/openrouter/core.so $(SOURCES) $(LIBS)
+	  -o $@ $(SOURCES) $(LIBS)
+asan-module: EXTRA_PKGS = $(SANITIZER_PKGS)
+asan-module: deps $(ASAN_MODULE)
+check-asan: EXTRA_PKGS = $(SANITIZER_PKGS)
+check-asan: deps host-module $(ASAN_MODULE)
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(ASAN_BUILD)/?.so;;' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(ASAN_BUILD)/?.so;;' $(BUSTED_ARGS) spec
+
+# Collector stress (spec/support/gc_stress.lua): the whole suite with the collector at its
+# most aggressive, one busted run per GC_RUNS entry, written interpreter:mode[:hook] (hook:
+# also a collector step every that many VM instructions); asan-lua5.4 is lua5.4 against the
+# ASan/UBSan core. Only the busted process is stressed, never the emulator. Every run goes
+# on when one fails; the target fails if any did.
+GC_RUNS ?= lua5.4:incremental lua5.4:generational:10 lua5.1:incremental:1000 \
+  luajit:incremental:1000 asan-lua5.4:incremental
+GC_LUAS = $(sort $(foreach r,$(GC_RUNS),$(firstword $(subst :, ,$(r)))))
+BUSTED_BIN = $(shell command -v busted || echo /usr/bin/busted)
+gc-runs:
+	@echo $(GC_RUNS)
+check-gc: EXTRA_PKGS = $(SANITIZER_PKGS)
+check-gc: deps host-module
+	@# a spec that retunes the collector would silently undo the stress
+	@! grep -nE "collectgarbage\(['\"](incremental|generational|setpause|setstepmul|stop)" spec/*.lua
+	@for lua in $(filter-out asan-%,$(GC_LUAS)); do $(MAKE) --no-print-directory LUA=$$lua all || exit 1; done
+	@for lua in $(patsubst asan-%,%,$(filter asan-%,$(GC_LUAS))); do \
+	  $(MAKE) --no-print-directory LUA=$$lua asan-module || exit 1; done
+	@failed=""; for run in $(GC_RUNS); do \
+	  set -- $$(echo $$run | tr : ' '); build=$$1; lua=$${1#asan-}; mode=$$2; hook=$${3:-}; \
+	  preload=""; [ "$$build" = "$$lua" ] || preload="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)"; \
+	  echo "== check-gc $$run"; start=$$(date +%s); \
+	  LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH="build/$$build/?.so;;" OPENROUTER_EMULATOR_LUA=$$lua \
+	    OPENROUTER_GC_STRESS=$$mode OPENROUTER_GC_STRESS_HOOK=$$hook LD_PRELOAD="$$preload" \
+	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $$lua $(BUSTED_BIN) --lpath='$(LUA_PATH_DEV)' --cpath="build/$$build/?.so;;" \
+	      --helper=spec/support/gc_stress.lua $(BUSTED_ARGS) spec || failed="$$failed $$run"; \
+	  echo "== check-gc $$run: $$(( $$(date +%s) - start )) s"; \
+	done; [ -z "$$failed" ] || { echo "check-gc failed:$$failed"; exit 1; }
 
 # libFuzzer targets for the plain-C parts (fuzz/): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
