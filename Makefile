@@ -34,8 +34,10 @@ NET_PKGS := openssl socat tinyproxy-bin nginx
 CLI_PKGS := tmux
 DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
 # Packages only some targets need: they set EXTRA_PKGS for themselves (and so for deps).
-# The sanitizer builds need clang (its ASan/UBSan runtimes come with it).
+# The sanitizer builds need clang (its ASan/UBSan runtimes come with it); the
+# allocation-failure host embeds Lua 5.4.
 SANITIZER_PKGS := clang
+ALLOC_PKGS := $(SANITIZER_PKGS) lua5.4 liblua5.4-dev
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -50,7 +52,7 @@ LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
 .PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan check-layers fuzz soak bench docs
-.PHONY: asan-module check-gc gc-runs
+.PHONY: asan-module check-gc gc-runs check-alloc
 
 all: $(MODULE)
 
@@ -178,6 +180,26 @@ check-gc: deps host-module
 	      --helper=spec/support/gc_stress.lua $(BUSTED_ARGS) spec || failed="$$failed $$run"; \
 	  echo "== check-gc $$run: $$(( $$(date +%s) - start )) s"; \
 	done; [ -z "$$failed" ] || { echo "check-gc failed:$$failed"; exit 1; }
+
+# Allocation failure (test/alloc/): a Lua 5.4 host, built with ASan, whose allocator and
+# libcurl's fail the Nth allocation, runs each scenario of test/alloc/scenarios.lua for
+# N = 1, 2, ... against the emulator until a run sees no failure; any crash, ASan report,
+# leak or unclean outcome fails. ALLOC_MODE=oneshot|persistent; ALLOC_SECONDS bounds each
+# scenario (ALLOC_MAX_N its N), ALLOC_ONLY runs one (see test/alloc/host.c).
+ALLOC_HOST := build/alloc/host
+ALLOC_MODE ?= oneshot
+ALLOC_SECONDS ?= 60
+$(ALLOC_HOST): test/alloc/host.c | deps
+	@mkdir -p $(dir $@)
+	clang -std=c99 $(WARN) $(ASAN_FLAGS) $(shell pkg-config --cflags lua5.4 libcurl) -o $@ $< \
+	  $(shell pkg-config --libs lua5.4 libcurl) -ldl
+check-alloc: EXTRA_PKGS = $(ALLOC_PKGS)
+check-alloc: deps
+	@$(MAKE) --no-print-directory LUA=lua5.4 asan-module $(ALLOC_HOST)
+	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='build/asan-lua5.4/?.so;;' \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=test/alloc/lsan.supp:print_suppressions=0 \
+	  ALLOC_MODE=$(ALLOC_MODE) ALLOC_SECONDS=$(ALLOC_SECONDS) $(ALLOC_HOST) test/alloc/scenarios.lua
 
 # libFuzzer targets for the plain-C parts (fuzz/): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
