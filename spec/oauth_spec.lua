@@ -143,15 +143,6 @@ describe("openrouter.oauth.authorize_url", function()
   end)
 end)
 
--- The emulator's authorization page (GET {site root}/auth) and POST /auth/keys.
-local EMULATOR_SOURCE = (function()
-  local f = io.open("spec/support/emulator.lua", "rb")
-  local s = f and f:read("*a") or ""
-  if f then f:close() end
-  return s
-end)()
-local HAS_AUTH = EMULATOR_SOURCE:find("/auth/keys", 1, true) ~= nil
-
 -- Plays the browser: GET the authorization URL, return the Location it redirects to.
 local function follow(auth_url)
   local parsed = url.parse(auth_url)
@@ -164,14 +155,8 @@ local function follow(auth_url)
   return tonumber(raw:match("^HTTP/1%.%d (%d+)")), raw:match("\r\n[Ll]ocation: ([^\r\n]+)")
 end
 
+-- The emulator's authorization page (GET {site root}/auth) and POST /auth/keys.
 describe("the PKCE flow against the emulator", function()
-  if not HAS_AUTH then
-    it("needs the emulator's /auth routes", function()
-      pending("spec/support/emulator.lua serves no /auth/keys yet")
-    end)
-    return
-  end
-
   local emu, client
   setup(function()
     emu = emulator.start()

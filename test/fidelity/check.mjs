@@ -1,4 +1,4 @@
-// make check-fidelity: is spec/support/emulator.lua faithful to the OpenRouter API?
+// make check-fidelity: is the emulator (lua/openrouter/emulator/) faithful to the OpenRouter API?
 //
 //   node test/fidelity/check.mjs [--lua lua5.4] [--spec PATH] [--only NAME]
 //
@@ -20,7 +20,7 @@
 // have (POST /completions, the legacy text completions) are sent but not validated, and
 // counted as such. A route the emulator serves that no case covers is a violation: add a case.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import YAML from "yaml";
@@ -147,10 +147,12 @@ function startEmulator() {
   });
 }
 
-// The routes the emulator serves, from its source: API["/x"], ["/x"] = { in the API table,
-// and the patterns of API_PATTERNS turned back into templates.
+// The routes the emulator serves, from the source of its modules: API["/x"], ["/x"] = { in an
+// API table, and the patterns of API_PATTERNS turned back into templates.
 function servedRoutes() {
-  const src = readFileSync(resolve(ROOT, "spec/support/emulator.lua"), "utf8");
+  const dir = resolve(ROOT, "lua/openrouter/emulator");
+  const src = readdirSync(dir).filter((f) => f.endsWith(".lua")).sort()
+    .map((f) => readFileSync(resolve(dir, f), "utf8")).join("\n");
   const routes = new Set();
   const table = src.match(/\nlocal API = \{([\s\S]*?)\n\}/);
   for (const m of (table ? table[1] : "").matchAll(/\n {2}\["(\/[^"]+)"\] = \{ method = "([^"]+)"/g)) {
