@@ -53,18 +53,10 @@ local function drive(client, req, box)
 end
 
 describe("more of the API", function()
-  local emu, client, admin
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client, admin
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url }
     admin = openrouter.new{ api_key = MGMT_KEY, base_url = emu.url }
   end)

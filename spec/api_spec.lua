@@ -8,18 +8,10 @@ local socket = require("socket")
 local KEY = "sk-or-v1-api-spec-0123456789abcdef"
 
 describe("api", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url }
   end)
 

@@ -6,18 +6,10 @@ local requests = require("spec.support.requests")
 local socket = require("socket")
 
 describe("async", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-async-spec", base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

@@ -11,18 +11,10 @@ local chat = requests.chat
 local THIS_FILE = "async_tasks_spec.lua"
 
 describe("tasks", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-v1-tasks-k-0123456789", base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

@@ -92,13 +92,13 @@ local function is_request(v)
 end
 
 describe("bad input", function()
-  local emu, client
+  local emu = emulator.for_spec{ reset = false }
+  local client
   -- A client whose server refuses connections: where the outcome of an accepted call does not
   -- matter, it comes back at once (nil, err of kind "network").
   local refused
 
   setup(function()
-    emu = emulator.start()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, max_retries = 0 }
     local probe = assert(socket.bind("127.0.0.1", 0))
     local _, port = probe:getsockname()
@@ -110,7 +110,6 @@ describe("bad input", function()
   teardown(function()
     client:close()
     refused:close()
-    emu:stop()
   end)
 
   local function chat(content)

@@ -12,18 +12,10 @@ local BURST = 20000
 local GUARD = 60 -- seconds: a wall-clock guard on every drive loop, not an assertion on speed
 
 describe("poll budget", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-budget-spec", base_url = emu.url }
   end)
 

@@ -7,19 +7,14 @@ local cjson = require("cjson")
 local KEY = "sk-or-v1-client-spec-0123456789"
 
 describe("client", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   teardown(function()
     if client then client:close() end
-    emu:stop()
   end)
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, app_title = "spec" }
   end)
 

@@ -7,19 +7,14 @@ local cjson = require("cjson")
 local socket = require("socket")
 
 describe("conversation", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   teardown(function()
     if client then client:close() end
-    emu:stop()
   end)
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-conv-spec", base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

@@ -3,19 +3,14 @@ local openrouter = require("openrouter")
 local emulator = require("spec.support.emulator_control")
 
 describe("conversation usage", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   teardown(function()
     if client then client:close() end
-    emu:stop()
   end)
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-usage-spec", base_url = emu.url }
   end)
 

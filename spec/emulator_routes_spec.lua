@@ -122,19 +122,7 @@ local function is_integer(v)
 end
 
 describe("emulator routes", function()
-  local emu
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = emulator.for_spec()
 
   local function speech(body, key)
     return http(emu, "POST", "/audio/speech", { json = body, key = key })

@@ -23,18 +23,10 @@ local is_integer = math.type and function(v) return math.type(v) == "integer" en
   or function(v) return v % 1 == 0 end
 
 describe("error kinds", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

@@ -13,19 +13,7 @@ local BROKE_KEY = "sk-or-broke-SECRET-0123456789abcdef" -- the emulator answers 
 local GEN_ID = "^gen%-%d+%-emu%d+$" -- the emulator's generation ids
 
 describe("errors", function()
-  local emu
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = emulator.for_spec()
 
   -- Retries are retry_spec's business: here every failure is reported after one attempt.
   local new_client = requests.client_factory(function()

@@ -88,19 +88,7 @@ local function closed_port()
 end
 
 describe("fault matrix", function()
-  local emu
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = emulator.for_spec()
 
   -- One attempt per request unless a test says otherwise, and a fast backoff when it does.
   local new_client = requests.client_factory(function()

@@ -22,20 +22,18 @@ if not nginx.binary() and os.getenv("CI") ~= "true" then
 end
 
 describe("HTTP/2 through nginx", function()
-  local emu, front, clients
+  local emu = emulator.for_spec()
+  local front, clients
 
   setup(function()
-    emu = emulator.start()
     front = nginx.start(emu)
   end)
 
   teardown(function()
     if front then front.stop() end
-    if emu then emu:stop() end
   end)
 
   before_each(function()
-    emu:reset()
     clients = {}
   end)
 

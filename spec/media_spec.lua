@@ -215,16 +215,15 @@ describe("content parts", function()
 end)
 
 describe("client:transcription", function()
-  local emu, client
+  local emu = emulator.for_spec{ reset = false }
+  local client
 
   setup(function()
-    emu = emulator.start()
     client = openrouter.new{ api_key = KEY, base_url = emu.url }
   end)
 
   teardown(function()
     client:close()
-    emu:stop()
   end)
 
   local function hex16(s)

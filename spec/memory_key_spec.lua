@@ -125,15 +125,13 @@ describe("the key in memory", function()
     return
   end
 
-  local emu, kept, dropped
+  local emu = emulator.for_spec{ reset = false }
+  local kept, dropped
 
   setup(function()
-    emu = emulator.start()
     kept = measure(emu.url, true)
     dropped = measure(emu.url, false)
   end)
-
-  teardown(function() emu:stop() end)
 
   it("while the client is open, only its wiped header lines hold 'Bearer <key>'", function()
     for _, run in ipairs({ kept, dropped }) do

@@ -157,14 +157,13 @@ end
 
 -- The emulator's authorization page (GET {site root}/auth) and POST /auth/keys.
 describe("the PKCE flow against the emulator", function()
-  local emu, client
+  local emu = emulator.for_spec{ reset = false }
+  local client
   setup(function()
-    emu = emulator.start()
     client = openrouter.new{ base_url = emu.url, api_key = "" }
   end)
   teardown(function()
     client:close()
-    emu:stop()
   end)
 
   it("authorize, redirect with a code, exchange the code and the verifier for a key", function()

@@ -14,18 +14,10 @@ local chat = requests.chat
 local KEY = "sk-or-ownership-spec"
 
 describe("ownership", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

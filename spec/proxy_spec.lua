@@ -16,10 +16,10 @@ local KEY = "sk-or-v1-proxy-spec-0123456789abcdef"
 local NONE = requests.NONE -- in new_client / tls_client options: leave this option out
 
 describe("proxy", function()
-  local emu, front, px, clients
+  local emu = emulator.for_spec()
+  local front, px, clients
 
   setup(function()
-    emu = emulator.start()
     front = tls.start(emu)
     px = proxy.start{ connect_ports = { front.port } }
   end)
@@ -27,11 +27,9 @@ describe("proxy", function()
   teardown(function()
     if px then px.stop() end
     if front then front.stop() end
-    if emu then emu:stop() end
   end)
 
   before_each(function()
-    emu:reset()
     clients = {}
   end)
 

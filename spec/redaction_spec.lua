@@ -56,10 +56,7 @@ local function assert_no_key(v, what)
 end
 
 describe("key redaction", function()
-  local emu
-
-  setup(function() emu = emulator.start() end)
-  teardown(function() emu:stop() end)
+  local emu = emulator.for_spec{ reset = false }
 
   local new_client = requests.client_factory(function()
     return { api_key = KEY, base_url = emu.url, max_retries = 0 }

@@ -20,18 +20,10 @@ local function pcm_of(input)
 end
 
 describe("client:request", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
   end)
 
@@ -263,18 +255,10 @@ describe("client:request", function()
 end)
 
 describe("info", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = KEY, base_url = emu.url, retry_base_delay = 0.01 }
   end)
 

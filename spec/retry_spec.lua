@@ -9,19 +9,7 @@ local socket = require("socket")
 local KEY = "sk-or-v1-retry-spec-0123456789"
 
 describe("retries", function()
-  local emu
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = emulator.for_spec()
 
   -- A fast backoff by default; tests override what they need.
   local new_client = requests.client_factory(function()

@@ -16,16 +16,15 @@ local SCENARIOS = {
 }
 
 describe("stream fidelity", function()
-  local emu, client
+  local emu = emulator.for_spec{ reset = false }
+  local client
 
   setup(function()
-    emu = emulator.start()
     client = openrouter.new{ api_key = "sk-or-fidelity-spec", base_url = emu.url }
   end)
 
   teardown(function()
     client:close()
-    emu:stop()
   end)
 
   local function chat(model)

@@ -5,19 +5,14 @@ local emulator = require("spec.support.emulator_control")
 local cjson = require("cjson")
 
 describe("streaming", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   teardown(function()
     if client then client:close() end
-    emu:stop()
   end)
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-stream-spec", base_url = emu.url }
   end)
 

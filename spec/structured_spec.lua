@@ -22,19 +22,14 @@ local SAMPLE = { city = "sample city", population = 1, area = 1.5, capital = tru
                  tags = { "sample tags" }, mayor = { name = "sample name" } }
 
 describe("structured replies", function()
-  local emu, client
-
-  setup(function()
-    emu = emulator.start()
-  end)
+  local emu = emulator.for_spec()
+  local client
 
   teardown(function()
     if client then client:close() end
-    emu:stop()
   end)
 
   before_each(function()
-    emu:reset()
     client = openrouter.new{ api_key = "sk-or-structured-spec", base_url = emu.url }
   end)
 

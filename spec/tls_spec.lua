@@ -12,20 +12,18 @@ local socket = require("socket")
 local KEY = "sk-or-v1-tls-spec-0123456789abcdef"
 
 describe("TLS", function()
-  local emu, front, clients
+  local emu = emulator.for_spec()
+  local front, clients
 
   setup(function()
-    emu = emulator.start()
     front = tls.start(emu)
   end)
 
   teardown(function()
     if front then front.stop() end
-    if emu then emu:stop() end
   end)
 
   before_each(function()
-    emu:reset()
     clients = {}
   end)
 

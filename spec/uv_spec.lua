@@ -88,16 +88,8 @@ local function record_timers(client, fn)
 end
 
 describe("host loops", function()
-  local emu
+  local emu = emulator.for_spec()
   local clients
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
 
   local function new_client(opts)
     local o = { api_key = "sk-or-uv-spec-key", base_url = emu.url, retry_base_delay = 0.01 }
@@ -108,7 +100,6 @@ describe("host loops", function()
   end
 
   before_each(function()
-    emu:reset()
     clients = {}
   end)
 

@@ -42,19 +42,7 @@ local function assert_bad_argument(msg, fname, n, detail)
 end
 
 describe("wire", function()
-  local emu
-
-  setup(function()
-    emu = emulator.start()
-  end)
-
-  teardown(function()
-    emu:stop()
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = emulator.for_spec()
 
   describe("ids in paths (defect 5)", function()
     -- The base URL gets two more segments: a path that climbs out of /api/v1/models with

@@ -7,6 +7,15 @@
 --   emu:reset()                    -- clears the log and the per-scenario counters
 --   emu:stop()                     -- shuts the server down; idempotent
 --
+-- In a spec file, one line starts it for a describe block and stops it after:
+--
+--   describe("things", function()
+--     local emu = emulator.for_spec()   -- setup: start; teardown: stop; before_each: reset
+--     local emu = emulator.for_spec{ reset = false }   -- the same without the resets
+--
+-- Call it before the block's own setup and before_each, which then find emu.url set and the
+-- log empty. The server is the modules of lua/openrouter/emulator/.
+--
 -- The server runs as a separate process under $OPENROUTER_EMULATOR_LUA (default lua5.4).
 -- Control requests use a tiny HTTP/1.1 client of their own, never the library under test.
 
@@ -72,11 +81,13 @@ end
 
 -- Spawns the server and waits for its URL line. The server prints it right after binding and
 -- exits on any start-up failure, so the read ends at once either way: EOF, not a hang.
-function M.start()
+-- opts.command: another shell command line that prints that line first (`openrouter emulator`).
+function M.start(opts)
   local lua = os.getenv("OPENROUTER_EMULATOR_LUA") or "lua5.4"
   local pid = own_pid()
   -- the emulator is not under test: no sanitizer runtime preloaded into it
-  local cmd = "exec env -u LD_PRELOAD " .. lua .. " " .. shell_quote(emulator_path()) .. " --host 127.0.0.1 --port 0"
+  local cmd = opts and opts.command or "exec env -u LD_PRELOAD " .. lua .. " "
+    .. shell_quote(emulator_path()) .. " --host 127.0.0.1 --port 0"
     .. (pid and (" --parent-pid " .. pid) or "")
   local handle = assert(io.popen(cmd .. " 2>/dev/null", "r"))
   local line = handle:read("*l")
@@ -87,6 +98,23 @@ function M.start()
   end
   local host, port = url:match("^http://([^:/]+):(%d+)/")
   return setmetatable({ url = url, host = host, port = tonumber(port), handle = handle }, Emulator)
+end
+
+-- Starts the emulator in the enclosing describe block's setup, stops it in its teardown and,
+-- unless opts.reset is false, resets it before each test (busted runs hooks in the order they
+-- were registered: call this before the block's own). Returns the emulator, whose url, host
+-- and port are set once setup has run.
+function M.for_spec(opts)
+  local busted = require("busted")
+  local emu = setmetatable({}, Emulator)
+  busted.setup(function()
+    for k, v in pairs(M.start()) do emu[k] = v end
+  end)
+  busted.teardown(function() emu:stop() end)
+  if not (opts and opts.reset == false) then
+    busted.before_each(function() emu:reset() end)
+  end
+  return emu
 end
 
 function Emulator:requests()
