@@ -50,6 +50,7 @@ build = {
     ["openrouter.cli.commands.chat"] = "lua/openrouter/cli/commands/chat.lua",
     ["openrouter.cli.commands.complete"] = "lua/openrouter/cli/commands/complete.lua",
     ["openrouter.cli.commands.credits"] = "lua/openrouter/cli/commands/credits.lua",
+    ["openrouter.cli.commands.emulator"] = "lua/openrouter/cli/commands/emulator.lua",
     ["openrouter.cli.commands.generation"] = "lua/openrouter/cli/commands/generation.lua",
     ["openrouter.cli.commands.help"] = "lua/openrouter/cli/commands/help.lua",
     ["openrouter.cli.commands.key"] = "lua/openrouter/cli/commands/key.lua",

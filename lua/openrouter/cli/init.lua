@@ -20,7 +20,7 @@ local request = require("openrouter.cli.request")
 local M = {}
 
 M.COMMANDS = { "models", "credits", "key", "chat", "complete", "generation", "login", "logout",
-               "help" }
+               "emulator", "help" }
 
 local LUA_NAME = (type(jit) == "table" and "luajit") or ("lua" .. (_VERSION:match("%d+%.%d+") or "5.1"))
 
