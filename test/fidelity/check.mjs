@@ -217,6 +217,13 @@ const CASES = [
   ...[408, 413, 422, 429, 500, 502, 503, 524, 529].map((status) => ({
     name: `chat fail ${status}`, op: ["post", "/chat/completions"], body: chat(`emulator/fail:${status}:1`), status,
   })),
+  // what a stream keeps (spec/stream_fidelity_spec.lua): each reply streamed and not
+  ...["images", "audio-out", "logprobs", "annotations", "reasoning-order", "rich", "cached:12", "structured"]
+    .flatMap((m) => [
+      { name: `chat ${m}`, op: ["post", "/chat/completions"], body: chat(`emulator/${m}`), status: 200 },
+      { name: `chat ${m} stream`, op: ["post", "/chat/completions"], body: { ...chat(`emulator/${m}`), stream: true },
+        status: 200, stream: true },
+    ]),
   { name: "chat 405", op: ["get", "/chat/completions"], status: 405, undescribed: true },
   // legacy completions: not in the description
   { name: "completions", op: ["post", "/completions"], body: { model: "openai/gpt-4o-mini", prompt: "hi" }, status: 200 },
