@@ -82,6 +82,7 @@ build = {
     ["openrouter.models"] = "lua/openrouter/models.lua",
     ["openrouter.nvim"] = "lua/openrouter/nvim.lua",
     ["openrouter.oauth"] = "lua/openrouter/oauth.lua",
+    ["openrouter.shared"] = "lua/openrouter/shared.lua",
     ["openrouter.transcription"] = "lua/openrouter/transcription.lua",
     ["openrouter.uv"] = "lua/openrouter/uv.lua",
     ["openrouter.core"] = {

@@ -23,6 +23,7 @@
 -- @module openrouter.async
 
 local core = require("openrouter.core")
+local shared = require("openrouter.shared")
 
 local create, resume, yield = coroutine.create, coroutine.resume, coroutine.yield
 local running, costatus = coroutine.running, coroutine.status
@@ -69,14 +70,12 @@ local function wake(slot, ...)
 end
 
 local function cancelled_error(message)
-  return setmetatable({ kind = "cancelled", message = message }, core.error_mt)
+  return shared.new_error("cancelled", message)
 end
 
 ---------------------------------------------------------------------------------------------
 -- Where a coroutine cannot yield
 ---------------------------------------------------------------------------------------------
-
-local THIS_FILE = getinfo(1, "S").source
 
 -- The first frame of `thread` (nil: the running coroutine) that stops a yield, from the
 -- frame just past `after` (a function) when given, else from the top.
@@ -106,17 +105,8 @@ local function find_blocker()
   return info
 end
 
--- The position of the first caller outside this file, for error messages.
-local function user_position()
-  for level = 2, 1e6 do
-    local info = getinfo(level, "Sl")
-    if not info then return "" end
-    if info.source ~= THIS_FILE and info.what ~= "C" and (info.currentline or 0) > 0 then
-      return ("%s:%d: "):format(info.short_src, info.currentline)
-    end
-  end
-  return ""
-end
+-- The position of the first caller outside the library, for errors raised with level 0.
+local user_position = shared.where
 
 local function cannot_wait(what, why)
   return ("openrouter: %s cannot wait here: %s"):format(what, why)
@@ -311,8 +301,8 @@ local function drive(done)
       -- the only way to drive a request whose client is not known here
       if not busy then watches[1].req:wait() end
     elseif not busy then
-      error("openrouter: task:wait() would wait forever: the task waits for nothing a client"
-        .. " drives (a task waiting for itself, or for a task that waits for it?)", 3)
+      shared.error("openrouter: task:wait() would wait forever: the task waits for nothing a client"
+        .. " drives (a task waiting for itself, or for a task that waits for it?)")
     end
   end
 end
@@ -326,7 +316,7 @@ function Task:wait()
   local co = running()
   local me = co and tasks[co]
   if me then
-    if me == self then error("openrouter: a task cannot wait for itself", 2) end
+    if me == self then shared.error("openrouter: a task cannot wait for itself") end
     if not self.done then
       check_yieldable("task:wait")
       local slot = { task = me, what = "task:wait" }
@@ -347,7 +337,7 @@ end
 function Task:cancel()
   if self.done then return false end
   if costatus(self.co) ~= "suspended" then
-    error("openrouter: a task cannot cancel itself (return or raise instead)", 2)
+    shared.error("openrouter: a task cannot cancel itself (return or raise instead)")
   end
   self.cancelled = true
   local slot = self.slot
@@ -368,9 +358,7 @@ end
 -- @param ... its arguments
 -- @treturn Task
 function M.run(fn, ...)
-  if type(fn) ~= "function" then
-    error(("bad argument #1 to 'async' (function expected, got %s)"):format(type(fn)), 2)
-  end
+  shared.checktype("async", 1, fn, "function")
   local co = create(fn)
   local task = setmetatable({ done = false, co = co, waiters = {} }, Task)
   tasks[co] = task

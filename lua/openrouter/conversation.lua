@@ -10,6 +10,7 @@
 
 local core = require("openrouter.core")
 local async = require("openrouter.async")
+local shared = require("openrouter.shared")
 
 local M = {}
 
@@ -25,36 +26,27 @@ local Conversation = {}
 Conversation.__index = Conversation
 M.Conversation = Conversation
 
+local argerror, checktype = shared.argerror, shared.checktype
+local new_error, is_sequence = shared.new_error, shared.is_sequence
+
 local text_of  -- openrouter.text, set by install()
 local json_of  -- openrouter.json, set by install()
 
--- Raises a Lua-style argument error, blaming the caller `level` frames up
--- (3: the caller of the function that calls argerror).
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
-end
-
 -- Raises unless v can be sent as JSON, naming the field (`what`) that cannot.
-local function check_encodable(fname, n, what, v, level)
+local function check_encodable(fname, n, what, v)
   local ok, err = pcall(core.json_encode, v)
   if not ok then
     local detail = tostring(err):match("^bad argument #%d+ to '[^']*' %((.*)%)$") or tostring(err)
     if detail:find("^[%w_%[%]%.]+: ") then detail = what .. "." .. detail else detail = what .. ": " .. detail end
-    argerror(fname, n, detail, (level or 3) + 1)
+    argerror(fname, n, detail)
   end
 end
 
 -- Raises unless self is a Conversation (a method called with '.' instead of ':').
 local function check_self(self, fname)
   if getmetatable(self) ~= M.Conversation then
-    argerror(fname, 1, "Conversation expected, got " .. type(self), 4)
+    argerror(fname, 1, "Conversation expected, got " .. type(self))
   end
-end
-
-local function new_error(kind, message, fields)
-  local err = { kind = kind, message = message }
-  for k, v in pairs(fields or {}) do err[k] = v end
-  return setmetatable(err, core.error_mt)
 end
 
 -- A deep copy of plain data (JSON null and other non-tables are shared).
@@ -68,38 +60,30 @@ local function deep_copy(v, seen)
   return setmetatable(out, getmetatable(v))
 end
 
-local function is_sequence(t)
-  if type(t) ~= "table" then return false end
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n == #t
-end
-
 -- The text of a message's content: a string, or text parts joined.
 local function content_text(content)
   return text_of({ choices = { { message = { content = content } } } })
 end
 
--- Called from M.new: the user is 4 frames up from argerror.
 local function check_options(opts)
   local known = { model = "string", system = "string", params = "table",
                   max_tool_rounds = "number", max_messages = "number" }
   for k, v in pairs(opts) do
-    if not known[k] then argerror("conversation", 1, ("unknown option '%s'"):format(tostring(k)), 4) end
+    if not known[k] then argerror("conversation", 1, ("unknown option '%s'"):format(tostring(k))) end
     if type(v) ~= known[k] then
-      argerror("conversation", 1, ("option '%s' must be a %s, got %s"):format(k, known[k], type(v)), 4)
+      argerror("conversation", 1, ("option '%s' must be a %s, got %s"):format(k, known[k], type(v)))
     end
   end
   for _, k in ipairs{ "max_tool_rounds", "max_messages" } do
     local v = opts[k]
     if v ~= nil and (v ~= v or v % 1 ~= 0 or v < 1 or v > 1e6) then
-      argerror("conversation", 1, ("option '%s' must be a positive integer"):format(k), 4)
+      argerror("conversation", 1, ("option '%s' must be a positive integer"):format(k))
     end
   end
   if opts.params and (opts.params.messages ~= nil or opts.params.stream ~= nil) then
-    argerror("conversation", 1, "params must not hold 'messages' or 'stream': the conversation owns them", 4)
+    argerror("conversation", 1, "params must not hold 'messages' or 'stream': the conversation owns them")
   end
-  if opts.params then check_encodable("conversation", 1, "params", opts.params, 4) end
+  if opts.params then check_encodable("conversation", 1, "params", opts.params) end
 end
 
 local function fresh_usage()
@@ -133,7 +117,7 @@ function M.new(client, opts)
     argerror("conversation", 1, "openrouter client expected, got " .. type(client))
   end
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror("conversation", 1, "table expected, got " .. type(opts)) end
+  checktype("conversation", 1, opts, "table")
   check_options(opts)
   local messages = {}
   if opts.system then messages[1] = { role = "system", content = opts.system } end
@@ -147,7 +131,7 @@ end
 -- @return self
 function Conversation:tool(def)
   check_self(self, "tool")
-  if type(def) ~= "table" then argerror("tool", 1, "table expected, got " .. type(def)) end
+  checktype("tool", 1, def, "table")
   if type(def.name) ~= "string" or not def.name:match("^[%w_%-]+$") or #def.name > 64 then
     argerror("tool", 1, "'name' must be 1-64 characters of [A-Za-z0-9_-]")
   end
@@ -270,29 +254,27 @@ local function trim(self)
   self.messages = kept
 end
 
--- Called from say / say_async: the user is 4 frames up from argerror.
 local function check_content(fname, content)
   if type(content) ~= "string" and not (type(content) == "table" and is_sequence(content)) then
-    argerror(fname, 1, "string or array of content parts expected, got " .. type(content), 4)
+    argerror(fname, 1, "string or array of content parts expected, got " .. type(content))
   end
-  if type(content) == "table" then check_encodable(fname, 1, "content", content, 4) end
+  if type(content) == "table" then check_encodable(fname, 1, "content", content) end
 end
 
--- The response_format a say's options ask for (schema, name), or nil. Called from
--- say / say_async: the user is 4 frames up from argerror.
+-- The response_format a say's options ask for (schema, name), or nil.
 local function structured_format(fname, opts)
   if opts.name ~= nil and (type(opts.name) ~= "string" or not opts.name:match("^[%w_%-]+$")
       or #opts.name > 64) then
-    argerror(fname, 2, "'name' must be 1-64 characters of [A-Za-z0-9_-]", 4)
+    argerror(fname, 2, "'name' must be 1-64 characters of [A-Za-z0-9_-]")
   end
   if opts.schema == nil then
-    if opts.name ~= nil then argerror(fname, 2, "'name' is for a 'schema'", 4) end
+    if opts.name ~= nil then argerror(fname, 2, "'name' is for a 'schema'") end
     return nil
   end
   if type(opts.schema) ~= "table" then
-    argerror(fname, 2, "'schema' must be a table (a JSON schema), got " .. type(opts.schema), 4)
+    argerror(fname, 2, "'schema' must be a table (a JSON schema), got " .. type(opts.schema))
   end
-  check_encodable(fname, 2, "schema", opts.schema, 4)
+  check_encodable(fname, 2, "schema", opts.schema)
   return { type = "json_schema", json_schema = {
     name = opts.name or "reply", strict = true, schema = deep_copy(opts.schema) } }
 end
@@ -420,7 +402,7 @@ function Conversation:say_async(content, opts)
   check_self(self, "say_async")
   check_content("say_async", content)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror("say_async", 2, "table expected, got " .. type(opts)) end
+  checktype("say_async", 2, opts, "table")
   for _, k in ipairs{ "on_delta", "on_done" } do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
       argerror("say_async", 2, ("'%s' must be a function"):format(k))
@@ -546,7 +528,7 @@ function M.from_json(client, s)
   if not core.is_client(client) then
     argerror("conversation_from_json", 1, "openrouter client expected, got " .. type(client))
   end
-  if type(s) ~= "string" then argerror("conversation_from_json", 1, "string expected, got " .. type(s)) end
+  checktype("conversation_from_json", 1, s, "string")
   local data, why = core.json_decode(s)
   if data == nil then return invalid(why) end
   if type(data) ~= "table" or data.format ~= FORMAT then return invalid("no '" .. FORMAT .. "' format tag") end

@@ -6,6 +6,8 @@
 
 local M = {}
 
+-- its own copy of openrouter.shared.DEFAULT_BASE_URL: this module must load, and report,
+-- when the library (its C core, which openrouter.shared needs) does not
 local DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 -- vim.health.start/ok/... (0.10), or the report_* names (vim.health on 0.8 and 0.9,

@@ -11,6 +11,8 @@
 -- @module openrouter
 
 local core = require("openrouter.core")
+local shared = require("openrouter.shared")
+local media = require("openrouter.media")
 
 local M = {}
 
@@ -32,8 +34,6 @@ M.json_backend = core.json_backend
 --- The client type's method table: add methods here to extend every client.
 M.Client = core.Client
 
-local DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
-
 -- name -> Lua type of every option `new` accepts
 local OPTION_TYPES = {
   api_key = "string", base_url = "string", app_url = "string", app_title = "string",
@@ -54,11 +54,7 @@ local POSITIVE = {
   max_response_bytes = true,
 }
 
--- Raises a Lua-style argument error, blaming the caller `level` frames up
--- (3: the caller of the function that calls argerror).
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
-end
+local argerror = shared.argerror
 
 -- A value for an error message: quoted, and shortened.
 local function shown(v)
@@ -72,16 +68,15 @@ end
 -- rest of the body to be read as the next request on a kept-alive connection).
 local FRAMING_HEADERS = { ["content-length"] = true, ["transfer-encoding"] = true, host = true }
 
--- Called from header_lines, called from new: the user is 5 frames up.
 local function check_header(name, value)
   if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
-    argerror("new", 1, ("invalid header name %s"):format(shown(name)), 5)
+    argerror("new", 1, ("invalid header name %s"):format(shown(name)))
   end
   if FRAMING_HEADERS[name:lower()] then
-    argerror("new", 1, ("header '%s' cannot be set: it frames the request"):format(name), 5)
+    argerror("new", 1, ("header '%s' cannot be set: it frames the request"):format(name))
   end
   if type(value) ~= "string" or value:find("[\r\n%z]") then
-    argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name), 5)
+    argerror("new", 1, ("header '%s' must be a string without line breaks"):format(name))
   end
 end
 
@@ -107,11 +102,11 @@ local function header_lines(opts, api_key)
     local count = 0
     for _ in pairs(opts.app_categories) do count = count + 1 end
     if count ~= #opts.app_categories then
-      argerror("new", 1, "app_categories must be a list of strings", 4)
+      argerror("new", 1, "app_categories must be a list of strings")
     end
     for i, c in ipairs(opts.app_categories) do
       if type(c) ~= "string" or c:find("[,%c]") then
-        argerror("new", 1, ("app_categories[%d] must be a string without commas"):format(i), 4)
+        argerror("new", 1, ("app_categories[%d] must be a string without commas"):format(i))
       end
     end
     set("X-OpenRouter-Categories", table.concat(opts.app_categories, ","))
@@ -144,7 +139,7 @@ end
 -- @treturn Client the client (also closed by `client:close()` or garbage collection)
 function M.new(opts)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then argerror("new", 1, "table expected, got " .. type(opts)) end
+  shared.checktype("new", 1, opts, "table")
   for k, v in pairs(opts) do
     local want = OPTION_TYPES[k]
     if not want then argerror("new", 1, ("unknown option '%s'"):format(tostring(k))) end
@@ -166,7 +161,7 @@ function M.new(opts)
     argerror("new", 1, "option 'max_retries' must be an integer")
   end
   local api_key = opts.api_key or os.getenv("OPENROUTER_API_KEY")
-  local base_url = opts.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+  local base_url = opts.base_url or os.getenv("OPENROUTER_BASE_URL") or shared.DEFAULT_BASE_URL
   base_url = base_url:gsub("/+$", "")
   -- paths are appended to base_url: after a '?' or '#' they would not be the path
   if not base_url:match("^https?://[^/]") or base_url:find("[%z%s%c?#]") then
@@ -228,8 +223,7 @@ end
 function M.json(res)
   local text = M.text(res)
   local function fail(why)
-    return nil, setmetatable({ kind = "decode", text = text,
-      message = "the reply is not JSON: " .. why }, core.error_mt)
+    return nil, shared.new_error("decode", "the reply is not JSON: " .. why, { text = text })
   end
   if not text then return fail("it has no text content") end
   local body = text:match("^%s*```[%w_-]*[ \t]*\r?\n(.-)\r?\n?```%s*$") or text
@@ -250,14 +244,12 @@ end
 -- @treturn table t
 function M.array(t)
   if t == nil then t = {} end
-  if type(t) ~= "table" then argerror("array", 1, "table expected, got " .. type(t)) end
+  shared.checktype("array", 1, t, "table")
   return setmetatable(t, core.array_mt)
 end
 
 --- Keeps the models of a list that meet criteria (see `openrouter.models`).
 M.filter_models = require("openrouter.models").filter_models
-
-local media = require("openrouter.media")
 
 --- An image content part from a path or bytes (see `openrouter.media`).
 M.image = media.image

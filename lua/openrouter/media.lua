@@ -20,18 +20,14 @@
 -- @module openrouter.media
 
 local core = require("openrouter.core")
+local shared = require("openrouter.shared")
 
 local M = {}
 
--- Raises a Lua-style argument error, blaming the caller `level` frames up (3: the
--- caller of the function that calls argerror).
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
-end
+local argerror = shared.argerror
 
 local function media_error(code, message, path)
-  return setmetatable({ kind = "media", code = code, message = message, path = path },
-    core.error_mt)
+  return shared.new_error("media", message, { code = code, path = path })
 end
 
 -- { media type, audio format } by signature. `at` is where `magic` starts (1-based);
@@ -106,12 +102,11 @@ local function is_bytes(s)
   return #s > 4096 or s:find("[%z\r\n]") ~= nil or M.sniff(s) ~= nil
 end
 
--- The bytes of a source: { bytes =, path = } or nil, err. `n`: src's argument number;
--- `level`: how many frames up from load the caller to blame is (default 3).
-local function load(fname, src, n, level)
+-- The bytes of a source: { bytes =, path = } or nil, err. `n`: src's argument number.
+local function load(fname, src, n)
   if type(src) ~= "string" or src == "" then
     argerror(fname, n or 1, "path or bytes expected, got " .. (src == "" and "an empty string"
-      or type(src)), (level or 3) + 1)
+      or type(src)))
   end
   if is_bytes(src) then return { bytes = src } end
   local f, why = io.open(src, "rb")
@@ -210,7 +205,7 @@ end
 -- or nil, err. `filename` names bytes; `fname` is the public function's name.
 -- `n` is src's argument number; misuse blames the caller of the public function.
 function M.load_audio(fname, src, filename, n)
-  local media, err = load(fname, src, n, 5)
+  local media, err = load(fname, src, n)
   if not media then return nil, err end
   local t = M.sniff(media.bytes) or by_extension(filename or media.path)
   local name = filename or (media.path and basename(media.path))

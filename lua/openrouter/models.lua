@@ -1,11 +1,11 @@
 --- Filtering a model list (what `client:get_models()` returns) in Lua.
 -- @module openrouter.models
 
+local shared = require("openrouter.shared")
+
 local M = {}
 
-local function argerror(n, msg)
-  error(("bad argument #%d to 'filter_models' (%s)"):format(n, msg), 3)
-end
+local function argerror(n, msg) shared.argerror("filter_models", n, msg) end
 
 -- Prices are decimal strings in the API ("0.0000025"): compared as numbers,
 -- the model tables keep their strings.
@@ -58,9 +58,9 @@ local CRITERIA = {
 -- @treturn table a new list of the same model tables, in the same order
 -- @usage local cheap = openrouter.filter_models(models, { supports = "tools", max_prompt_price = 1e-6 })
 function M.filter_models(models, criteria)
-  if type(models) ~= "table" then argerror(1, "table expected, got " .. type(models)) end
+  shared.checktype("filter_models", 1, models, "table")
   if criteria == nil then criteria = {} end
-  if type(criteria) ~= "table" then argerror(2, "table expected, got " .. type(criteria)) end
+  shared.checktype("filter_models", 2, criteria, "table")
   for k, v in pairs(criteria) do
     local want = CRITERIA[k]
     if not want then argerror(2, ("unknown criterion '%s'"):format(tostring(k))) end

@@ -19,12 +19,12 @@
 -- @module openrouter.nvim
 
 local openrouter = require("openrouter")
+local shared = require("openrouter.shared")
 
 local M = {}
 
 local api = vim.api
 local unpack = table.unpack or unpack
-local DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 
 -- request object -> its state (the unbind functions of its buffers, stopped)
 local states = setmetatable({}, { __mode = "k" })
@@ -137,7 +137,7 @@ local mt = {
 local function buffer(buf, fname)
   if buf == nil or buf == 0 then return api.nvim_get_current_buf() end
   if type(buf) ~= "number" or not api.nvim_buf_is_valid(buf) then
-    error(("bad argument #1 to '%s' (a valid buffer expected, got %s)"):format(fname, tostring(buf)), 3)
+    shared.argerror(fname, 1, "a valid buffer expected, got " .. tostring(buf))
   end
   return buf
 end
@@ -152,7 +152,7 @@ function M.client(opts)
   local self = setmetatable({ raw = raw, driver = driver }, mt)
   local env_key = os.getenv("OPENROUTER_API_KEY")
   M.clients[self] = {
-    base_url = opts and opts.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL,
+    base_url = opts and opts.base_url or os.getenv("OPENROUTER_BASE_URL") or shared.DEFAULT_BASE_URL,
     key_source = (opts and opts.api_key and opts.api_key ~= "" and "its api_key option")
       or (env_key and env_key ~= "" and "$OPENROUTER_API_KEY") or nil,
   }
@@ -167,7 +167,7 @@ end
 --   `openrouter.nvim` client and its `on_done` runs)
 function M.bind(req, buf)
   if type(req) ~= "userdata" or type(req.cancel) ~= "function" then
-    error(("bad argument #1 to 'bind' (request expected, got %s)"):format(type(req)), 2)
+    shared.argerror("bind", 1, "request expected, got " .. type(req))
   end
   buf = buffer(buf, "bind")
   local state = states[req]

@@ -16,14 +16,11 @@
 -- @module openrouter.oauth
 
 local core = require("openrouter.core")
+local shared = require("openrouter.shared")
 
 local M = {}
 
-local DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
-
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
-end
+local argerror = shared.argerror
 
 --- A PKCE verifier and its S256 challenge.
 -- @tparam[opt=64] integer length the verifier's length, 43 to 128 (RFC 7636, 4.1)
@@ -38,8 +35,7 @@ function M.pkce(length)
   -- 6 random bits per character: base64url of ceil(length * 3 / 4) bytes, cut to length
   local bytes, why = core.random_bytes(math.ceil(length * 3 / 4))
   if not bytes then
-    return nil, setmetatable({ kind = "other", code = "random_source", message = why },
-      core.error_mt)
+    return nil, shared.new_error("other", why, { code = "random_source" })
   end
   local verifier = core.base64(bytes, "url"):sub(1, length)
   return { verifier = verifier, challenge = core.base64(core.sha256(verifier), "url"),
@@ -73,7 +69,7 @@ local AUTHORIZE_FIELDS = { callback_url = true, code_challenge = true,
 --   public API: the page lives at its site root). Misuse raises.
 -- @treturn string the URL
 function M.authorize_url(params)
-  if type(params) ~= "table" then argerror("authorize_url", 1, "table expected, got " .. type(params)) end
+  shared.checktype("authorize_url", 1, params, "table")
   for k in pairs(params) do
     if not AUTHORIZE_FIELDS[k] then argerror("authorize_url", 1, ("unknown field '%s'"):format(tostring(k))) end
   end
@@ -88,7 +84,7 @@ function M.authorize_url(params)
   if method ~= "S256" and method ~= "plain" then
     argerror("authorize_url", 1, "'code_challenge_method' must be 'S256' or 'plain'")
   end
-  local base = params.base_url or os.getenv("OPENROUTER_BASE_URL") or DEFAULT_BASE_URL
+  local base = params.base_url or os.getenv("OPENROUTER_BASE_URL") or shared.DEFAULT_BASE_URL
   if type(base) ~= "string" or not base:find("^https?://[^/]") then
     argerror("authorize_url", 1, "'base_url' must be an http:// or https:// URL")
   end

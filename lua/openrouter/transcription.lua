@@ -11,19 +11,17 @@
 
 local core = require("openrouter.core")
 local media = require("openrouter.media")
+local shared = require("openrouter.shared")
 
 local M = {}
 
 local PATH = "/audio/transcriptions"
 
-local function argerror(fname, n, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level or 3)
-end
+local argerror = shared.argerror
 
-local function is_sequence(t)
-  local n = 0
-  for _ in pairs(t) do n = n + 1 end
-  return n == #t and (n > 0 or getmetatable(t) == core.array_mt)
+-- A JSON array: a sequence, not empty unless marked by openrouter.array.
+local function is_array(t)
+  return shared.is_sequence(t) and (next(t) ~= nil or getmetatable(t) == core.array_mt)
 end
 
 -- A form field's value as text: numbers without ".0", booleans as true/false, other
@@ -54,14 +52,14 @@ local function form_fields(fname, params)
   for _, k in ipairs(names) do
     local v = params[k]
     if type(k) ~= "string" or k:find("[%c\"]") then
-      argerror(fname, 1, "field names must be strings without quotes or control characters", 5)
+      argerror(fname, 1, "field names must be strings without quotes or control characters")
     end
-    if type(v) == "table" and is_sequence(v) then
+    if type(v) == "table" and is_array(v) then
       for _, item in ipairs(v) do fields[#fields + 1] = { k .. "[]", field_text(item) } end
     elseif type(v) == "string" or type(v) == "number" or type(v) == "boolean" or type(v) == "table" then
       fields[#fields + 1] = { k, field_text(v) }
     else
-      argerror(fname, 1, ("'%s' cannot be sent as a form field (%s)"):format(k, type(v)), 5)
+      argerror(fname, 1, ("'%s' cannot be sent as a form field (%s)"):format(k, type(v)))
     end
   end
   return fields
@@ -98,15 +96,15 @@ end
 
 -- The request spec for params, or nil, err (a file that cannot be read).
 local function request_spec(fname, params)
-  if type(params) ~= "table" then argerror(fname, 1, "table expected, got " .. type(params), 4) end
+  shared.checktype(fname, 1, params, "table")
   local n = (params.file ~= nil and 1 or 0) + (params.audio ~= nil and 1 or 0)
     + (params.input_audio ~= nil and 1 or 0)
   if n ~= 1 then
     argerror(fname, 1, "exactly one of 'file' (a path or bytes), 'audio' (openrouter.audio(...)) "
-      .. "or 'input_audio' expected", 4)
+      .. "or 'input_audio' expected")
   end
   if params.filename ~= nil and (params.file == nil or type(params.filename) ~= "string") then
-    argerror(fname, 1, "'filename' must be a string, with 'file'", 4)
+    argerror(fname, 1, "'filename' must be a string, with 'file'")
   end
   if params.file ~= nil then
     local file, err = media.load_audio(fname, params.file, params.filename)
@@ -119,7 +117,7 @@ local function request_spec(fname, params)
   if params.audio ~= nil then
     local part = params.audio
     if type(part) ~= "table" or type(part.input_audio) ~= "table" then
-      argerror(fname, 1, "'audio' must be an input_audio content part (openrouter.audio(...))", 4)
+      argerror(fname, 1, "'audio' must be an input_audio content part (openrouter.audio(...))")
     end
     body.audio, body.input_audio = nil, part.input_audio
   end
@@ -128,7 +126,7 @@ end
 
 local function check_client(self, fname)
   if not core.is_client(self) then
-    argerror(fname, 1, "client expected, got " .. type(self) .. " (call it with ':')", 4)
+    argerror(fname, 1, "client expected, got " .. type(self) .. " (call it with ':')")
   end
 end
 

@@ -15,6 +15,8 @@
 -- drove the client, as `client:poll` would raise it.
 -- @module openrouter.uv
 
+local shared = require("openrouter.shared")
+
 local M = {}
 
 -- The libuv binding in this host: Neovim's (vim.uv from 0.10, vim.loop before), else luv.
@@ -23,7 +25,7 @@ local function find_uv()
   if type(vim) == "table" and (vim.uv or vim.loop) then return vim.uv or vim.loop end
   local ok, luv = pcall(require, "luv")
   if ok then return luv end
-  error("openrouter.uv: no libuv binding found (install luv, or pass one: attach(client, uv))", 3)
+  shared.error("openrouter.uv: no libuv binding found (install luv, or pass one: attach(client, uv))")
 end
 
 -- After a socket action: the coroutines (openrouter.async tasks, req:await) whose requests
@@ -44,10 +46,10 @@ Driver.__index = Driver
 -- @treturn Driver the driver: `driver:detach()`; `driver.client`, `driver.uv`
 function M.attach(client, uv)
   if type(client) ~= "userdata" or type(client.set_loop_hooks) ~= "function" then
-    error(("bad argument #1 to 'attach' (openrouter client expected, got %s)"):format(type(client)), 2)
+    shared.argerror("attach", 1, "openrouter client expected, got " .. type(client))
   end
   if uv ~= nil and (type(uv) ~= "table" or type(uv.new_timer) ~= "function") then
-    error("bad argument #2 to 'attach' (a libuv binding expected: luv, vim.uv or vim.loop)", 2)
+    shared.argerror("attach", 2, "a libuv binding expected: luv, vim.uv or vim.loop")
   end
   uv = uv or find_uv()
   local driver = setmetatable({ client = client, uv = uv, polls = {}, timer = uv.new_timer() }, Driver)
