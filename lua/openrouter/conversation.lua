@@ -28,9 +28,7 @@ M.Conversation = Conversation
 
 local argerror, checktype = shared.argerror, shared.checktype
 local new_error, is_sequence = shared.new_error, shared.is_sequence
-
-local text_of  -- openrouter.text, set by install()
-local json_of  -- openrouter.json, set by install()
+local content_text = shared.content_text
 
 -- Raises unless v can be sent as JSON, naming the field (`what`) that cannot.
 local function check_encodable(fname, n, what, v)
@@ -58,11 +56,6 @@ local function deep_copy(v, seen)
   seen[v] = out
   for k, x in pairs(v) do out[deep_copy(k, seen)] = deep_copy(x, seen) end
   return setmetatable(out, getmetatable(v))
-end
-
--- The text of a message's content: a string, or text parts joined.
-local function content_text(content)
-  return text_of({ choices = { { message = { content = content } } } })
 end
 
 local function check_options(opts)
@@ -315,7 +308,7 @@ local function absorb(turn, res)
   end
   local reply = table.concat(turn.texts)
   if turn.format then
-    local value, err = json_of(res)
+    local value, err = shared.reply_json(res)
     if value == nil then
       err.generation_id = res.id
       return nil, err
@@ -331,7 +324,7 @@ end
 local function delta_callback(on_delta)
   if not on_delta then return nil end
   return function(chunk)
-    local piece = text_of(chunk)
+    local piece = shared.reply_text(chunk)
     if piece and piece ~= "" then return on_delta(piece, chunk) end
   end
 end
@@ -574,8 +567,6 @@ end
 --- Adds `conversation` and `conversation_from_json` to the client type.
 -- @param openrouter the openrouter module
 function M.install(openrouter)
-  text_of = openrouter.text
-  json_of = openrouter.json
   openrouter.Client.conversation = M.new
   openrouter.Client.conversation_from_json = M.from_json
 end

@@ -185,53 +185,23 @@ function M.new(opts)
   }
 end
 
-local function content_text(content)
-  if type(content) == "string" then return content end
-  if type(content) == "table" then  -- an array of content parts
-    local out = {}
-    for _, part in ipairs(content) do
-      if type(part) == "table" and part.type == "text" and type(part.text) == "string" then
-        out[#out + 1] = part.text
-      end
-    end
-    if #out > 0 then return table.concat(out) end
-  end
-  return nil
-end
-
 --- The first choice's text of a response (chat or completion), a stream chunk
 -- (its delta) or `err.partial`.
+-- @function text
 -- @param res a response, a chunk or a partial response
 -- @treturn ?string the text, or nil when there is none (never `openrouter.null`)
-function M.text(res)
-  if type(res) ~= "table" or type(res.choices) ~= "table" then return nil end
-  local choice = res.choices[1]
-  if type(choice) ~= "table" then return nil end
-  if type(choice.message) == "table" then return content_text(choice.message.content) end
-  if type(choice.delta) == "table" then return content_text(choice.delta.content) end
-  return content_text(choice.text)
-end
+M.text = shared.reply_text
 
 --- The content of a structured-output reply (`response_format` json_schema or
 -- json_object), decoded: the first choice's text (see `openrouter.text`), with
 -- surrounding white space and a Markdown code fence (```` ```json ````) around it
 -- ignored.
+-- @function json
 -- @param res a response (or `err.partial`)
 -- @treturn ?table the decoded object or array
 -- @return err when there is no text or it is not a JSON object or array: an error
 --   object of kind "decode", whose `text` is the content
-function M.json(res)
-  local text = M.text(res)
-  local function fail(why)
-    return nil, shared.new_error("decode", "the reply is not JSON: " .. why, { text = text })
-  end
-  if not text then return fail("it has no text content") end
-  local body = text:match("^%s*```[%w_-]*[ \t]*\r?\n(.-)\r?\n?```%s*$") or text
-  local value, why = core.json_decode(body)
-  if value == nil then return fail(tostring(why)) end
-  if type(value) ~= "table" then return fail("not an object or an array") end
-  return value
-end
+M.json = shared.reply_json
 
 --- Whether a value is an error object returned by this library.
 function M.is_error(v)

@@ -1,5 +1,5 @@
 --- What the library's modules share: argument errors that blame the caller's line, error
--- objects. Internal: not part of the public API.
+-- objects, the text of message content. Internal: not part of the public API.
 --
 -- An error raised here names the position of the first frame outside the library (the
 -- files of this directory, and `openrouter.lua` beside it where LuaRocks installs
@@ -12,8 +12,9 @@
 
 local core = require("openrouter.core")
 
-local getinfo, error, type, setmetatable, pairs =
-  debug.getinfo, error, type, setmetatable, pairs
+local getinfo, error, type, tostring, setmetatable, pairs, ipairs =
+  debug.getinfo, error, type, tostring, setmetatable, pairs, ipairs
+local concat = table.concat
 
 local M = {}
 
@@ -123,6 +124,54 @@ function M.is_sequence(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
   return n == #t
+end
+
+--- The text of message content: a string as it is; of an array of content parts, the
+-- `text` of its parts of type "text", joined by `sep`.
+-- @param content a string, an array of content parts, or anything else
+-- @tparam[opt=""] string sep
+-- @treturn ?string the text, or nil when there is none
+function M.content_text(content, sep)
+  if type(content) == "string" then return content end
+  if type(content) == "table" then
+    local out = {}
+    for _, part in ipairs(content) do
+      if type(part) == "table" and part.type == "text" and type(part.text) == "string" then
+        out[#out + 1] = part.text
+      end
+    end
+    if #out > 0 then return concat(out, sep or "") end
+  end
+  return nil
+end
+
+--- The first choice's text of a response, a stream chunk or `err.partial`
+-- (`openrouter.text`).
+-- @param res
+-- @treturn ?string
+function M.reply_text(res)
+  if type(res) ~= "table" or type(res.choices) ~= "table" then return nil end
+  local choice = res.choices[1]
+  if type(choice) ~= "table" then return nil end
+  if type(choice.message) == "table" then return M.content_text(choice.message.content) end
+  if type(choice.delta) == "table" then return M.content_text(choice.delta.content) end
+  return M.content_text(choice.text)
+end
+
+--- The decoded content of a structured-output reply (`openrouter.json`).
+-- @param res
+-- @treturn ?table the object or array, or nil, err (kind "decode")
+function M.reply_json(res)
+  local text = M.reply_text(res)
+  local function fail(why)
+    return nil, M.new_error("decode", "the reply is not JSON: " .. why, { text = text })
+  end
+  if not text then return fail("it has no text content") end
+  local body = text:match("^%s*```[%w_-]*[ \t]*\r?\n(.-)\r?\n?```%s*$") or text
+  local value, why = core.json_decode(body)
+  if value == nil then return fail(tostring(why)) end
+  if type(value) ~= "table" then return fail("not an object or an array") end
+  return value
 end
 
 return M

@@ -5,6 +5,7 @@ local errors = require("openrouter.cli.errors")
 local output = require("openrouter.cli.output")
 local request = require("openrouter.cli.request")
 local system = require("openrouter.cli.system")
+local shared = require("openrouter.shared")
 
 local Out, info, report = output.Out, output.info, errors.report
 
@@ -170,16 +171,10 @@ end
 -- A message's text: its content, or the text of its parts joined by spaces.
 local function content_of(message)
   local c = message.content
-  if type(c) == "string" then return c end
-  if type(c) == "table" then
-    local out = {}
-    for _, part in ipairs(c) do
-      if type(part) == "table" and type(part.text) == "string" then out[#out + 1] = part.text end
-    end
-    return table.concat(out, " ")
+  if type(c) ~= "string" and type(c) ~= "table" then
+    return message.tool_calls and "(tool calls)" or ""
   end
-  if message.tool_calls then return "(tool calls)" end
-  return ""
+  return shared.content_text(c, " ") or ""
 end
 
 function COMMANDS.history(s)
