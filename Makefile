@@ -155,9 +155,17 @@ check-asan: deps host-module $(ASAN_MODULE)
 # most aggressive, one busted run per GC_RUNS entry, written interpreter:mode[:hook] (hook:
 # also a collector step every that many VM instructions); asan-lua5.4 is lua5.4 against the
 # ASan/UBSan core. Only the busted process is stressed, never the emulator. Every run goes
-# on when one fails; the target fails if any did.
-GC_RUNS ?= lua5.4:incremental lua5.4:generational:10 lua5.1:incremental:1000 \
+# on when one fails; the target fails if any did. Lua 5.1 runs without the count hook: with
+# a step every 1000 instructions its run took 372 s of the 12 minutes the regime may take
+# (108 s without; a dropped object is still finalized within ~1,200 allocations).
+GC_RUNS ?= lua5.4:incremental lua5.4:generational:10 lua5.1:incremental \
   luajit:incremental:1000 asan-lua5.4:incremental
+# Skipped under stress, by name (busted --filter-out, a Lua pattern): a spec timing the gaps
+# between chunk arrivals in busted's own process, which the stress slows (it saw 8 ms, wants
+# 12); and, against the ASan core, the RSS bound after a 50 MB reply is dropped: ASan's
+# quarantine keeps up to 256 MB of freed memory resident by design (203 MB measured).
+GC_FILTER_OUT := a.few.ms.apart
+GC_ASAN_FILTER_OUT := memory.comes.back
 GC_LUAS = $(sort $(foreach r,$(GC_RUNS),$(firstword $(subst :, ,$(r)))))
 BUSTED_BIN = $(shell command -v busted || echo /usr/bin/busted)
 gc-runs:
@@ -171,13 +179,15 @@ check-gc: deps host-module
 	  $(MAKE) --no-print-directory LUA=$$lua asan-module || exit 1; done
 	@failed=""; for run in $(GC_RUNS); do \
 	  set -- $$(echo $$run | tr : ' '); build=$$1; lua=$${1#asan-}; mode=$$2; hook=$${3:-}; \
-	  preload=""; [ "$$build" = "$$lua" ] || preload="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)"; \
+	  preload=""; skip=""; [ "$$build" = "$$lua" ] || { skip="--filter-out=$(GC_ASAN_FILTER_OUT)"; \
+	    preload="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)"; }; \
 	  echo "== check-gc $$run"; start=$$(date +%s); \
 	  LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH="build/$$build/?.so;;" OPENROUTER_EMULATOR_LUA=$$lua \
 	    OPENROUTER_GC_STRESS=$$mode OPENROUTER_GC_STRESS_HOOK=$$hook LD_PRELOAD="$$preload" \
 	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $$lua $(BUSTED_BIN) --lpath='$(LUA_PATH_DEV)' --cpath="build/$$build/?.so;;" \
-	      --helper=spec/support/gc_stress.lua $(BUSTED_ARGS) spec || failed="$$failed $$run"; \
+	      --helper=spec/support/gc_stress.lua --filter-out=$(GC_FILTER_OUT) $$skip $(BUSTED_ARGS) spec \
+	      || failed="$$failed $$run"; \
 	  echo "== check-gc $$run: $$(( $$(date +%s) - start )) s"; \
 	done; [ -z "$$failed" ] || { echo "check-gc failed:$$failed"; exit 1; }
 
