@@ -60,17 +60,14 @@ static void tell_closed(lua_State *L, or_client *c) {
 ** then the connections are released. Idempotent. */
 static int client_close(lua_State *L) {
   or_client *c = (or_client *)luaL_checkudata(L, 1, OR_CLIENT_MT);
-  int notify;
   if (c->closed) return 0;
   if (c->in_perform || c->in_round)
     return luaL_error(L, "cannot close an openrouter client from inside its own streaming callbacks");
-  lua_pushnil(L);
-  notify = lua_gettop(L);
-  or_driver_cancel_all(L, c, notify);
+  or_driver_cancel_all(L, c, 1);
   or_client_free(L, c);
   tell_closed(L, c);
   or_loop_free(L, c);
-  or_driver_notify(L, notify);
+  or_driver_notify(L, c);  /* each on_done runs, the client already closed */
   return 0;
 }
 

@@ -49,16 +49,69 @@ void or_driver_enqueue(or_client *s, or_request *r) {
 
 /* ---- completion ---- */
 
-/* The outcome (on top, popped) becomes r's. r leaves the active list and lets
-** go of its client and its object: the object moves to the notify table (on
-** the stack, so it lives until its on_done ran), or, when the object is
-** already gone, r is freed. From here on r never touches its session. */
-static void complete(lua_State *L, or_client *s, or_request *r, or_outcome out, int notify) {
-  int value = lua_gettop(L);
-  if (r->object != NULL && !lua_istable(L, notify)) {
-    lua_newtable(L);  /* made when first needed: most rounds finish nothing */
-    lua_replace(L, notify);
+/* The done request's own bookkeeping: nothing here allocates. */
+static void settle(lua_State *L, or_client *s, or_request *r) {
+  r->state = OR_STATE_DONE;
+  if (r->paused) {
+    r->paused = 0;
+    s->paused--;
   }
+  or_request_release_transfer(r);
+  unlink_active(s, r);
+  or_unref(L, &r->refs[OR_REF_CLIENT]);
+  or_unref(L, &r->refs[OR_REF_ACC]);
+  or_unref(L, &r->refs[OR_REF_PENDING]);
+  or_unref(L, &r->refs[OR_REF_STASH]);
+  if (r->object == NULL) {
+    r->client = NULL;
+    or_request_free(L, r);
+    return;
+  }
+  r->notify_next = NULL;  /* the client pointer stays while it waits for its on_done */
+  r->notify_linked = 1;
+  if (s->notify_last) s->notify_last->notify_next = r;
+  else s->notify_first = r;
+  s->notify_last = r;
+}
+
+/* Takes r out of its client's notify list (its object is being released). */
+void or_driver_unnotify(or_request *r) {
+  or_client *s = r->client;
+  or_request **p;
+  if (!r->notify_linked || s == NULL) return;
+  for (p = &s->notify_first; *p; p = &(*p)->notify_next)
+    if (*p == r) {
+      *p = r->notify_next;
+      break;
+    }
+  s->notify_last = NULL;
+  for (p = &s->notify_first; *p; p = &(*p)->notify_next) s->notify_last = *p;
+  r->notify_linked = 0;
+  r->notify_next = NULL;
+  r->client = NULL;
+}
+
+/* The first request waiting for its on_done, off the list, its object pushed
+** (alive on the stack while on_done runs); NULL when none waits. */
+static or_request *next_to_notify(lua_State *L, or_client *s) {
+  or_request *r = s->notify_first;
+  if (r == NULL) return NULL;
+  s->notify_first = r->notify_next;
+  if (s->notify_first == NULL) s->notify_last = NULL;
+  r->notify_linked = 0;
+  r->notify_next = NULL;
+  r->client = NULL;  /* from here on a done request never touches its client */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_OBJECT]);
+  or_unref(L, &r->refs[OR_REF_OBJECT]);
+  return r;
+}
+
+/* The outcome (on top, popped) becomes r's. r leaves the active list, lets go of
+** its client and joins the client's notify list, which keeps its object (refs
+** [OR_REF_OBJECT]) until its on_done ran: a C list, so that no allocation can
+** lose an on_done. When the object is already gone, r is freed. */
+static void complete(lua_State *L, or_client *s, or_request *r, or_outcome out) {
+  int value = lua_gettop(L);
   if (out == OR_OUT_RESULT) {
     lua_pushvalue(L, value);
     r->refs[OR_REF_RESULT] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -82,71 +135,51 @@ static void complete(lua_State *L, or_client *s, or_request *r, or_outcome out, 
     or_request_push_info(L, r);
     r->refs[OR_REF_INFO] = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  r->state = OR_STATE_DONE;
-  if (r->paused) {
-    r->paused = 0;
-    s->paused--;
-  }
-  or_request_release_transfer(r);
-  unlink_active(s, r);
-  r->client = NULL;
-  or_unref(L, &r->refs[OR_REF_CLIENT]);
-  or_unref(L, &r->refs[OR_REF_ACC]);
-  or_unref(L, &r->refs[OR_REF_PENDING]);
-  or_unref(L, &r->refs[OR_REF_STASH]);
-  if (r->object == NULL) {
-    or_request_free(L, r);
-    return;
-  }
-  /* no allocation between here and the unref: the object always lands in the table */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_OBJECT]);
-  lua_rawseti(L, notify, (int)or_rawlen(L, notify) + 1);
-  or_unref(L, &r->refs[OR_REF_OBJECT]);
+  settle(L, s, r);
 }
 
-static void finish(lua_State *L, or_client *s, or_request *r, CURLcode rc, int notify) {
+static void finish(lua_State *L, or_client *s, or_request *r, CURLcode rc) {
   or_outcome out = or_request_finish_attempt(L, r, rc);
   if (out == OR_OUT_RETRY) {
     r->state = OR_STATE_WAITING;  /* its easy handle is kept for the next attempt */
     return;
   }
-  complete(L, s, r, out, notify);
+  complete(L, s, r, out);
 }
 
 /* Stops a running transfer from outside curl's callbacks. */
-static void abort_transfer(lua_State *L, or_client *s, or_request *r, or_abort why, int notify) {
+static void abort_transfer(lua_State *L, or_client *s, or_request *r, or_abort why) {
   if (r->in_multi) curl_multi_remove_handle(s->multi, r->easy);
   r->in_multi = 0;
   if (r->now.abort_reason == OR_ABORT_NONE) r->now.abort_reason = why;
-  finish(L, s, r, CURLE_OK, notify);
+  finish(L, s, r, CURLE_OK);
 }
 
-static void complete_cancelled(lua_State *L, or_client *s, or_request *r, int notify) {
+static void complete_cancelled(lua_State *L, or_client *s, or_request *r) {
   r->cancel_requested = 1;  /* close() too: "the request was cancelled", not a callback's false */
   if (r->state == OR_STATE_RUNNING) {
-    abort_transfer(L, s, r, OR_ABORT_CANCELLED, notify);
+    abort_transfer(L, s, r, OR_ABORT_CANCELLED);
     return;
   }
   or_error_new(L, "cancelled", "the request was cancelled");
-  complete(L, s, r, OR_OUT_ERROR, notify);
+  complete(L, s, r, OR_OUT_ERROR);
 }
 
-/* Calls on_done(res, err, info) of every request in the notify table; raises the
-** first error (a callback's, raised again, or on_done's own) once all ran. */
-static void notify_all(lua_State *L, int notify) {
-  int i, n, have_error = 0, slot;
-  if (!lua_istable(L, notify)) return;
-  n = (int)or_rawlen(L, notify);
+/* Calls on_done(res, err, info) of every request in the client's notify list;
+** raises the first error (a callback's, raised again, or on_done's own) once
+** all ran. What a raise leaves in the list is notified by the next round. */
+static void notify_all(lua_State *L, or_client *s) {
+  int have_error = 0, slot;
+  or_request *r;
+  if (s->notify_first == NULL) return;
   lua_pushnil(L);
   slot = lua_gettop(L);  /* the first error */
-  for (i = 1; i <= n; i++) {
-    or_request_object *h;
-    or_request *r;
-    lua_rawgeti(L, notify, i);  /* the table keeps the object alive */
-    h = (or_request_object *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    r = h ? h->r : NULL;  /* read again each time: an on_done may close another request */
-    if (r == NULL) continue;
+  while ((r = next_to_notify(L, s)) != NULL) {
+    or_request_object *h = (or_request_object *)lua_touserdata(L, -1);
+    if (h == NULL || h->r != r) {  /* closed meanwhile */
+      lua_pop(L, 1);
+      continue;
+    }
     if (r->refs[OR_REF_RAISE] != LUA_NOREF && !r->blocking && !have_error) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_RAISE]);
       lua_replace(L, slot);
@@ -161,14 +194,12 @@ static void notify_all(lua_State *L, int notify) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_ERROR]);
       lua_rawgeti(L, LUA_REGISTRYINDEX, r->refs[OR_REF_INFO]);
       if (lua_pcall(L, 3, 0, 0) != 0) {
-        if (!have_error) {
-          lua_replace(L, slot);
-          have_error = 1;
-        } else {
-          lua_pop(L, 1);
-        }
+        if (!have_error) lua_replace(L, slot);
+        else lua_pop(L, 1);
+        have_error = 1;
       }
     }
+    lua_pop(L, 1);  /* the object */
   }
   if (have_error) {
     lua_pushvalue(L, slot);
@@ -199,7 +230,7 @@ static int start_attempt(lua_State *L, or_client *s, or_request *r) {
   return 1;
 }
 
-static void start_due(lua_State *L, or_client *s, int notify) {
+static void start_due(lua_State *L, or_client *s) {
   or_request *r, *next;
   double now = or_monotonic();
   for (r = s->first; r; r = next) {
@@ -207,15 +238,15 @@ static void start_due(lua_State *L, or_client *s, int notify) {
     if (r->state != OR_STATE_QUEUED && !(r->state == OR_STATE_WAITING && now >= r->retry_at))
       continue;
     if (r->cancel_requested) {
-      complete_cancelled(L, s, r, notify);
+      complete_cancelled(L, s, r);
       continue;
     }
     if (r->state == OR_STATE_WAITING) r->attempt++;
-    if (!start_attempt(L, s, r)) complete(L, s, r, OR_OUT_ERROR, notify);
+    if (!start_attempt(L, s, r)) complete(L, s, r, OR_OUT_ERROR);
   }
 }
 
-static void reap(lua_State *L, or_client *s, int notify) {
+static void reap(lua_State *L, or_client *s) {
   CURLMsg *msg;
   int left;
   while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
@@ -232,28 +263,38 @@ static void reap(lua_State *L, or_client *s, int notify) {
     /* cancelled by a callback of this round after its last byte came: cancel() said
     ** true, so the request ends cancelled */
     if (r->cancel_requested && r->now.abort_reason == OR_ABORT_NONE) r->now.abort_reason = OR_ABORT_CANCELLED;
-    finish(L, s, r, rc, notify);
+    /* curl's message is gone: should finishing raise (no memory), the next round
+    ** finishes it, rather than the request waiting forever */
+    r->unfinished = 1;
+    r->unfinished_rc = rc;
+    finish(L, s, r, rc);
+    r->unfinished = 0;
   }
 }
 
 /* Marked cancellations, stalled streams, coalesced chunks that are due. */
-static void sweep(lua_State *L, or_client *s, int notify) {
+static void sweep(lua_State *L, or_client *s) {
   or_request *r, *next;
   double now = or_monotonic();
   for (r = s->first; r; r = next) {
     next = r->next;
     if (r->cancel_requested) {
-      complete_cancelled(L, s, r, notify);
+      complete_cancelled(L, s, r);
       continue;
     }
     if (r->state != OR_STATE_RUNNING) continue;
+    if (r->unfinished) {  /* its transfer ended, but a round raised while finishing it */
+      r->unfinished = 0;
+      finish(L, s, r, r->unfinished_rc);
+      continue;
+    }
     if (r->stream && s->idle_timeout_ms > 0 &&
         (now - r->now.last_activity) * 1000.0 >= (double)s->idle_timeout_ms) {
-      abort_transfer(L, s, r, OR_ABORT_IDLE, notify);
+      abort_transfer(L, s, r, OR_ABORT_IDLE);
       continue;
     }
     if (r->delivery.pending_count > 0 && now - r->delivery.last_delivery >= r->delivery.coalesce && !or_request_flush(r))
-      abort_transfer(L, s, r, r->now.abort_reason, notify);
+      abort_transfer(L, s, r, r->now.abort_reason);
   }
 }
 
@@ -284,14 +325,12 @@ typedef struct round_args {
 static int round_protected(lua_State *L) {
   round_args *a = (round_args *)lua_touserdata(L, 1);
   or_client *s = a->client;
-  int running, notify;
+  int running;
   lua_settop(L, 0);
-  lua_pushnil(L);  /* the notify table, made by complete() when needed */
-  notify = 1;
   s->L = L;
   s->in_round = 1;
   s->budget_until = a->budget > 0 ? or_monotonic() + a->budget : 0;
-  start_due(L, s, notify);
+  start_due(L, s);
   s->in_perform = 1;
   resume_paused(s);
   if (a->fd == OR_PERFORM && s->loop.ref_hooks != LUA_NOREF)
@@ -302,10 +341,10 @@ static int round_protected(lua_State *L) {
     curl_multi_socket_action(s->multi, a->fd, a->events, &running);
   s->in_perform = 0;
   s->budget_until = 0;
-  reap(L, s, notify);
-  sweep(L, s, notify);
+  reap(L, s);
+  sweep(L, s);
   s->in_round = 0;
-  notify_all(L, notify);
+  notify_all(L, s);
   return 0;
 }
 
@@ -358,7 +397,7 @@ long or_driver_wait_ms(or_client *s, long cap_ms) {
   if (curl_ms >= 0 && curl_ms < ms) ms = curl_ms;
   for (r = s->first; r && ms > 0; r = r->next) {
     double due = -1;
-    if (r->state == OR_STATE_QUEUED || r->cancel_requested) {
+    if (r->state == OR_STATE_QUEUED || r->cancel_requested || r->unfinished) {
       due = now;
     } else if (r->state == OR_STATE_WAITING) {
       due = r->retry_at;
@@ -384,16 +423,12 @@ void or_driver_wait(or_client *s, long ms) {
 
 void or_driver_cancel(lua_State *L, or_request *r) {
   or_client *s = r->client;
-  int notify;
   if (s == NULL || r->state == OR_STATE_DONE) return;
   r->cancel_requested = 1;
   if (s->in_perform || s->in_round) return;  /* the running round acts on the mark */
-  lua_pushnil(L);
-  notify = lua_gettop(L);
   s->L = L;
-  complete_cancelled(L, s, r, notify);
-  notify_all(L, notify);
-  lua_pop(L, 1);
+  complete_cancelled(L, s, r);
+  notify_all(L, s);
 }
 
 /* Ends r at once without calling Lua: its object was finalized (lua_close, or
@@ -409,27 +444,43 @@ void or_driver_discard(lua_State *L, or_request *r) {
   or_request_free(L, r);
 }
 
+/* The client is finalized (lua_close): every request detached without calling
+** Lua; each object, finalized before or after, frees its own request. */
+static void detach_all(lua_State *L, or_client *s) {
+  or_request *r, *next;
+  for (r = s->first; r; r = next) {
+    next = r->next;
+    or_request_release_transfer(r);
+    unlink_active(s, r);
+    r->state = OR_STATE_DONE;
+    r->client = NULL;
+    or_unref(L, &r->refs[OR_REF_CLIENT]);
+    or_unref(L, &r->refs[OR_REF_OBJECT]);
+    if (r->object == NULL) or_request_free(L, r);
+  }
+  for (r = s->notify_first; r; r = next) {  /* done, their on_done not run: nobody left to tell */
+    next = r->notify_next;
+    r->notify_linked = 0;
+    r->notify_next = NULL;
+    r->client = NULL;
+    or_unref(L, &r->refs[OR_REF_OBJECT]);
+  }
+  s->notify_first = s->notify_last = NULL;
+}
+
 void or_driver_cancel_all(lua_State *L, or_client *s, int notify) {
   or_request *r, *next;
   s->L = L;
+  if (!notify) {
+    detach_all(L, s);
+    return;
+  }
   for (r = s->first; r; r = next) {
     next = r->next;
-    if (notify) {
-      complete_cancelled(L, s, r, notify);
-    } else {
-      /* the client is finalized (lua_close): detach without calling Lua; each
-      ** object, finalized before or after, frees its own request */
-      or_request_release_transfer(r);
-      unlink_active(s, r);
-      r->state = OR_STATE_DONE;
-      r->client = NULL;
-      or_unref(L, &r->refs[OR_REF_CLIENT]);
-      or_unref(L, &r->refs[OR_REF_OBJECT]);
-      if (r->object == NULL) or_request_free(L, r);
-    }
+    complete_cancelled(L, s, r);
   }
 }
 
-void or_driver_notify(lua_State *L, int notify) {
-  notify_all(L, or_absindex(L, notify));
+void or_driver_notify(lua_State *L, or_client *s) {
+  notify_all(L, s);
 }

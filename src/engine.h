@@ -77,6 +77,8 @@ typedef struct or_client {
   /* the requests that are not done: queued, running or waiting to retry */
   or_request *first, *last;
   int active;
+  /* the done requests whose on_done has not run yet (each holds its object) */
+  or_request *notify_first, *notify_last;
   int in_perform;          /* inside curl_multi_perform: Lua callbacks run, nothing else may */
   int in_round;            /* walking the active list: nothing is freed or unlinked */
   lua_State *L;            /* the thread driving the multi handle, while it does */
@@ -212,9 +214,11 @@ typedef struct or_delivery {
 ** Completion drops both and the client pointer, so a done request depends on
 ** nothing but its object. doc/design.md, "Who owns what". */
 struct or_request {
-  or_client *client;       /* NULL once done: a done request never touches its client */
+  or_client *client;       /* NULL once done and notified: then it never touches its client */
   or_request *prev, *next; /* the client's active list */
   int linked;              /* in that list */
+  or_request *notify_next; /* the client's notify list, once done */
+  int notify_linked;       /* in that list (its client pointer is kept until it leaves) */
   or_request_object *object; /* NULL once the object was finalized or closed */
   or_state state;
   /* what was asked, fixed for the request's life */
@@ -237,6 +241,8 @@ struct or_request {
   double retry_at;         /* when WAITING */
   int cancel_requested;    /* cancel() or GC from where it cannot act at once */
   int paused;              /* its transfer waits for the next round (budget spent) */
+  int unfinished;          /* its transfer ended but finishing it raised: the next round does */
+  CURLcode unfinished_rc;
   or_attempt now;
   or_delivery delivery;
   int refs[OR_REF_COUNT];
@@ -298,7 +304,9 @@ void or_driver_discard(lua_State *L, or_request *r);
 /* The client is closing: every unfinished request is cancelled; with notify,
 ** their on_done run (close()), else they are detached without Lua (__gc). */
 void or_driver_cancel_all(lua_State *L, or_client *c, int notify);
-/* Calls on_done of the requests listed in the notify table at idx; may raise. */
-void or_driver_notify(lua_State *L, int notify);
+/* Calls on_done of the client's done requests that wait for it; may raise. */
+void or_driver_notify(lua_State *L, or_client *c);
+/* Takes a done request out of its client's notify list (its object is released). */
+void or_driver_unnotify(or_request *r);
 
 #endif

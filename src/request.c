@@ -47,6 +47,7 @@ static void release(lua_State *L, or_request_object *h) {
   if (r == NULL) return;
   h->r = NULL;
   r->object = NULL;
+  or_driver_unnotify(r);  /* a done request whose on_done is still to run: it never will */
   or_request_free(L, r);
 }
 
