@@ -282,6 +282,20 @@ end
 -- Takes one response into the turn. Returns true when the model must be asked
 -- again (tool results were added), else the turn's text (the history now has
 -- it; for a structured reply, the last message's content decoded), or nil, err.
+-- Appends the turn's messages to the history, all or none: when growing the table runs out
+-- of memory, the ones already added are taken back before the error goes on (a failed say
+-- leaves the history as it was).
+local function append_all(messages, pending)
+  local n = #messages
+  local ok, err = pcall(function()
+    for i = 1, #pending do messages[n + i] = pending[i] end
+  end)
+  if not ok then
+    for i = #messages, n + 1, -1 do messages[i] = nil end
+    error(err, 0)
+  end
+end
+
 local function absorb(turn, res)
   local conv = turn.conv
   add_usage(conv.totals, res.usage)
@@ -315,7 +329,7 @@ local function absorb(turn, res)
     end
     reply = value
   end
-  for _, m in ipairs(turn.pending) do conv.messages[#conv.messages + 1] = m end
+  append_all(conv.messages, turn.pending)
   trim(conv)
   return reply
 end
