@@ -24,20 +24,34 @@ else
   LUA_PC  := $(LUA)
   LUA_PKG := $(LUA) lib$(LUA)-dev
 endif
-# the host tests (spec/hosts_spec.lua) run Neovim and LÖVE, both on LuaJIT, under Xvfb;
-# spec/uv_spec.lua drives clients from a real libuv loop (lua-luv: 5.1-5.4 and LuaJIT)
+# What building the module needs, and nothing more: `make` installs only this.
+BUILD_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson $(LUA_PKG)
+# What the suite needs besides, installed by `make test` (and the other test targets)
+# before it runs: busted, LuaSocket (the emulator); the host tests run Neovim and LÖVE
+# (both on LuaJIT) under Xvfb, and a real libuv loop (lua-luv: 5.1-5.4 and LuaJIT)
 HOST_PKGS := luajit libluajit-5.1-dev neovim love xvfb xauth lua-luv
 # TLS, proxy and HTTP/2 specs: a test CA (openssl), a TLS front (socat), an HTTP proxy
 # (tinyproxy), an h2 TLS front (nginx: Debian 12's light package, the binary alone)
 NET_PKGS := openssl socat tinyproxy-bin nginx
 # the CLI's interactive mode is tested in a real terminal
 CLI_PKGS := tmux
-DEB_PKGS := gcc make pkg-config libcurl4-openssl-dev lua-cjson lua-socket lua-busted $(LUA_PKG) $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
+TEST_PKGS := lua-busted lua-socket $(HOST_PKGS) $(NET_PKGS) $(CLI_PKGS)
 # Packages only some targets need: they set EXTRA_PKGS for themselves (and so for deps).
 # The sanitizer builds need clang (its ASan/UBSan runtimes come with it); the
 # allocation-failure host embeds Lua 5.4.
 SANITIZER_PKGS := clang
 ALLOC_PKGS := $(SANITIZER_PKGS) lua5.4 liblua5.4-dev
+
+# The one place packages are installed: the Debian packages of $(1) that are missing
+# (root on Debian, or through sudo; a no-op when all are there).
+define install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
 
 CC       ?= cc
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -51,21 +65,19 @@ BUSTED   = $(LUA) $(shell command -v busted || echo /usr/bin/busted)
 LUA_PATH_DEV = lua/?.lua;lua/?/init.lua;./?.lua;;
 LUA_CPATH_DEV = $(BUILD)/?.so;;
 
-.PHONY: all deps host-module test demo emulator clean rock check-valgrind check-asan check-layers fuzz soak bench docs
+.PHONY: all build-deps deps host-module test demo emulator clean rock check-valgrind check-asan check-layers \
+  check-mingw fuzz soak bench docs
 .PHONY: asan-module check-gc gc-runs check-alloc
 
 all: $(MODULE)
 
-# Installs the Debian packages that are missing (root on Debian; a no-op when all are there).
+# build-deps: what building needs; deps: what the suite needs too (and EXTRA_PKGS).
+build-deps:
+	$(call install,$(BUILD_PKGS))
 deps:
-	@missing=""; for p in $(DEB_PKGS) $(EXTRA_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call install,$(BUILD_PKGS) $(TEST_PKGS) $(EXTRA_PKGS))
 
-$(BUILD)/obj/%.o: src/%.c $(HEADERS) | deps
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | build-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -74,18 +86,20 @@ $(MODULE): $(OBJECTS)
 	$(CC) $(LDFLAGS_SO) -o $@ $(OBJECTS) $(LIBS)
 
 # Neovim and LÖVE load the LuaJIT build, whatever LUA is.
-host-module: deps
+host-module: build-deps
 	@$(MAKE) --no-print-directory LUA=luajit all
 
 test: deps $(MODULE) host-module
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(LUA_CPATH_DEV)' $(BUSTED_ARGS) spec
 
-demo: deps $(MODULE)
+demo: build-deps $(MODULE)
+	$(call install,lua-socket)
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(LUA) examples/demo.lua
 
-emulator: deps
+emulator: build-deps
+	$(call install,lua-socket $(LUA_PKG))
 	$(LUA) spec/support/emulator.lua
 
 # Installs the rock for Lua 5.1 and 5.4 into one scratch tree, then runs the installed
@@ -94,9 +108,8 @@ emulator: deps
 ROCK_TREE := build/rock-tree
 # run from an empty directory: not from here, where luarocks make leaves openrouter/core.so
 ROCK_ENV = cd build/rock-home && env -i PATH=/usr/bin:/bin HOME=$(CURDIR)/build/rock-home
+rock: EXTRA_PKGS = luarocks lua5.1 liblua5.1-0-dev lua5.4 liblua5.4-dev
 rock: deps
-	@command -v luarocks >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq luarocks >/dev/null; }
-	@$(MAKE) --no-print-directory LUA=lua5.1 deps && $(MAKE) --no-print-directory LUA=lua5.4 deps
 	rm -rf $(ROCK_TREE) build/rock-home build/rock-broken && mkdir -p build/rock-home
 	for v in 5.1 5.4; do \
 	  luarocks --lua-version=$$v make --deps-mode=none --tree $(ROCK_TREE) openrouter-scm-1.rockspec \
@@ -125,11 +138,17 @@ rock: deps
 check-layers: $(MODULE)
 	$(LUA) scripts/check-layers.lua $(BUILD)/obj src
 
+# The core cross-compiled for Windows with MinGW-w64, warning-free (compile only: Debian
+# has no Windows import libraries for Lua and libcurl to link against).
+check-mingw: build-deps
+	$(call install,gcc-mingw-w64-x86-64 liblua5.4-dev)
+	scripts/check-mingw.sh /usr/include/lua5.4
+
 # The whole suite under valgrind memcheck: any error or definite leak fails the run.
 VALGRIND = valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
   --keep-debuginfo=yes --suppressions=spec/support/valgrind.supp
+check-valgrind: EXTRA_PKGS = valgrind
 check-valgrind: deps $(MODULE) host-module
-	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(VALGRIND) $(BUSTED) --lpath='$(LUA_PATH_DEV)' --cpath='$(LUA_CPATH_DEV)' $(BUSTED_ARGS) spec
 
@@ -138,7 +157,7 @@ check-valgrind: deps $(MODULE) host-module
 ASAN_BUILD := build/asan-$(LUA)
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_MODULE := $(ASAN_BUILD)/openrouter/core.so
-$(ASAN_MODULE): $(SOURCES) $(HEADERS) | deps
+$(ASAN_MODULE): $(SOURCES) $(HEADERS) | build-deps
 	@mkdir -p $(dir $@)
 	clang -std=c99 -fPIC -shared $(WARN) $(ASAN_FLAGS) $(shell pkg-config --cflags $(LUA_PC) libcurl) \
 	  -o $@ $(SOURCES) $(LIBS)
@@ -199,7 +218,7 @@ check-gc: deps host-module
 ALLOC_HOST := build/alloc/host
 ALLOC_MODE ?= oneshot
 ALLOC_SECONDS ?= 60
-$(ALLOC_HOST): test/alloc/host.c | deps
+$(ALLOC_HOST): test/alloc/host.c | build-deps
 	@mkdir -p $(dir $@)
 	clang -std=c99 $(WARN) $(ASAN_FLAGS) $(shell pkg-config --cflags lua5.4 libcurl) -o $@ $< \
 	  $(shell pkg-config --libs lua5.4 libcurl) -ldl
@@ -218,13 +237,14 @@ fuzz: deps
 
 # 100,000 mixed requests against the emulator; prints RSS at start and end.
 SOAK_REQUESTS ?= 100000
-soak: deps $(MODULE)
+soak: build-deps $(MODULE)
+	$(call install,lua-socket)
 	LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(LUA_CPATH_DEV)' OPENROUTER_EMULATOR_LUA=$(LUA) \
 	  $(LUA) scripts/soak.lua $(SOAK_REQUESTS)
 
 # The HTML API reference (LDoc, from the doc comments) into docs/.
-docs:
-	@command -v ldoc >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq lua-ldoc lua-markdown >/dev/null; }
+docs: EXTRA_PKGS = lua-ldoc lua-markdown
+docs: deps
 	ldoc .
 	@echo "API reference: docs/index.html"
 
@@ -234,8 +254,7 @@ docs:
 .PHONY: check-fidelity
 FIDELITY_MODULES := test/fidelity/node_modules/.package-lock.json
 $(FIDELITY_MODULES): test/fidelity/package-lock.json test/fidelity/package.json
-	@command -v node >/dev/null && command -v npm >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	$(call install,nodejs npm)
 	cd test/fidelity && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 check-fidelity: deps $(FIDELITY_MODULES)
