@@ -260,6 +260,8 @@ int or_request_configure(or_request *r);
 void or_request_end_stream(or_request *r, CURLcode rc);
 /* Pushes the response headers as { [lower-case name] = value }. */
 void or_request_push_headers(lua_State *L, or_request *r);
+/* The same table from raw header lines ("Name: value\r\n" ...). */
+void or_push_header_table(lua_State *L, const char *lines, size_t len);
 /* on_response for a response whose body never reached the write callback; 0 if
 ** it raised (the outcome on top is replaced by the error to raise). */
 int or_request_notify_response(lua_State *L, or_request *r);

@@ -244,8 +244,12 @@ static void stash_message(lua_State *L, or_request *r, const char *msg) {
 
 /* Pushes the headers of the response as { [lowercased name] = value }. */
 void or_request_push_headers(lua_State *L, or_request *r) {
-  const char *p = r->now.header_lines.data, *end = p ? p + r->now.header_lines.len : NULL;
-  lua_newtable(L);
+  or_push_header_table(L, r->now.header_lines.data, r->now.header_lines.len);
+}
+
+void or_push_header_table(lua_State *L, const char *lines, size_t len) {
+  const char *p = lines, *end = p ? p + len : NULL;
+  lua_createtable(L, 0, 12);
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
     if (!eol) eol = end;
