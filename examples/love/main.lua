@@ -1,6 +1,8 @@
 -- A LÖVE example: a model's reply streams onto the screen while the game
--- keeps drawing frames. love.update drives the request with client:poll(0),
--- which never blocks, so a slow model never costs a frame.
+-- keeps drawing frames. The game's logic is a task (openrouter.async) written
+-- like blocking code; love.update drives it with client:poll(0, budget), which
+-- never blocks and spends at most `budget` seconds on chunks per frame, so
+-- neither a slow model nor a burst of chunks costs a frame.
 --
 --   love examples/love                       (OPENROUTER_API_KEY for the real API,
 --                                             or OPENROUTER_BASE_URL for the emulator)
@@ -14,10 +16,11 @@ package.cpath = root .. "/build/luajit/?.so;" .. package.cpath
 
 local openrouter = require("openrouter")
 
-local client, request
+local client, task
 local reply, status = "", "connecting..."
 local frames, frames_while_streaming = 0, 0
 local test_output = os.getenv("OPENROUTER_LOVE_RESULT")  -- the test writes its verdict here
+local BUDGET = 0.004  -- seconds of chunk work per frame (a 60 Hz frame is 16.7 ms)
 
 local function finish(text, err)
   status = err and ("error: " .. tostring(err)) or "done"
@@ -30,24 +33,27 @@ local function finish(text, err)
   end
 end
 
-function love.load()
-  client = openrouter.new{ app_title = "openrouter-lua LÖVE example" }
-  request = client:chat_completion_async({
+-- The game's conversation with the model, as plain sequential code: inside a task the
+-- blocking call yields to the game loop instead of freezing it.
+local function tell_a_story()
+  status = "streaming"
+  local res, err = client:chat_completion({
     model = os.getenv("OPENROUTER_MODEL") or "openai/gpt-4o-mini",
     messages = { { role = "user", content = "Tell a one-line story about a game loop." } },
-  }, {
-    coalesce = 1 / 60,  -- at most one text update per frame
-    on_response = function(code) status = "streaming (HTTP " .. code .. ")" end,
-    on_chunk = function(chunk) reply = reply .. (openrouter.text(chunk) or "") end,
-    on_done = function(res, err) finish(res and openrouter.text(res), err) end,
-  })
+  }, function(chunk) reply = reply .. (openrouter.text(chunk) or "") end)
+  finish(res and openrouter.text(res), err)
+end
+
+function love.load()
+  client = openrouter.new{ app_title = "openrouter-lua LÖVE example" }
+  task = openrouter.async(tell_a_story)
 end
 
 function love.update()
   frames = frames + 1
-  if not request.done then
+  if not task.done then
     frames_while_streaming = frames_while_streaming + 1
-    client:poll(0)
+    client:poll(0, BUDGET)  -- resumes the task when its request is done
   end
 end
 
@@ -57,6 +63,6 @@ function love.draw()
 end
 
 function love.quit()
-  if request then request:close() end
+  if task and not task.done then task:cancel() end
   client:close()
 end
