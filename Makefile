@@ -254,9 +254,14 @@ docs: deps
 .PHONY: check-fidelity
 FIDELITY_MODULES := test/fidelity/node_modules/.package-lock.json
 $(FIDELITY_MODULES): test/fidelity/package-lock.json test/fidelity/package.json
-	$(call install,nodejs npm)
+	@# Debian's node and npm, unless a node is already there (installing npm over another
+	@# node's packages fails)
+	@command -v node >/dev/null && command -v npm >/dev/null || $(MAKE) --no-print-directory node-pkgs
 	cd test/fidelity && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+.PHONY: node-pkgs
+node-pkgs:
+	$(call install,nodejs npm)
 check-fidelity: deps $(FIDELITY_MODULES)
 	node test/fidelity/check.mjs --lua $(LUA)
 
