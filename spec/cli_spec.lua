@@ -692,7 +692,10 @@ describe("openrouter CLI", function()
       function h.stderr() return read_file(dir .. "/err") or "" end
       function h.wait(seconds)
         local deadline = socket.gettime() + (seconds or 10)
-        while not read_file(dir .. "/status") and socket.gettime() < deadline do socket.sleep(0.05) end
+        -- the shell creates the file before it writes the number: wait for the number
+        while not tonumber(read_file(dir .. "/status") or "") and socket.gettime() < deadline do
+          socket.sleep(0.05)
+        end
         local status = tonumber(read_file(dir .. "/status") or "")
         local out, err = read_file(dir .. "/out") or "", h.stderr()
         os.execute("rm -rf " .. shell_quote(dir))
