@@ -23,7 +23,7 @@ end
 
 describe("HTTP/2 through nginx", function()
   local emu = emulator.for_spec()
-  local front, clients
+  local front
 
   setup(function()
     front = nginx.start(emu)
@@ -33,17 +33,9 @@ describe("HTTP/2 through nginx", function()
     if front then front.stop() end
   end)
 
-  before_each(function()
-    clients = {}
-  end)
-
-  after_each(function()
-    for _, c in ipairs(clients) do c:close() end
-  end)
-
-  local new_client = requests.client_factory(function()
+  local new_client = requests.closed_after_each(function()
     return { api_key = KEY, base_url = front.url, ca_file = front.ca_file, retry_base_delay = 0.01 }
-  end, function(c) clients[#clients + 1] = c end)
+  end)
 
   -- The access log entries after the first `from`, for one path, once there are `count`
   -- of them: nginx writes an entry after the response went out, so the client may have its

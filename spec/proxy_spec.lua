@@ -17,7 +17,7 @@ local NONE = requests.NONE -- in new_client / tls_client options: leave this opt
 
 describe("proxy", function()
   local emu = emulator.for_spec()
-  local front, px, clients
+  local front, px
 
   setup(function()
     front = tls.start(emu)
@@ -29,17 +29,9 @@ describe("proxy", function()
     if front then front.stop() end
   end)
 
-  before_each(function()
-    clients = {}
-  end)
-
-  after_each(function()
-    for _, c in ipairs(clients) do c:close() end
-  end)
-
-  local new_client = requests.client_factory(function()
+  local new_client = requests.closed_after_each(function()
     return { api_key = KEY, base_url = emu.url, proxy = px.url, retry_base_delay = 0.01 }
-  end, function(c) clients[#clients + 1] = c end)
+  end)
 
   local function hi(content)
     return { model = "openai/gpt-4o-mini", messages = { { role = "user", content = content or "Hi" } } }

@@ -13,7 +13,7 @@ local KEY = "sk-or-v1-tls-spec-0123456789abcdef"
 
 describe("TLS", function()
   local emu = emulator.for_spec()
-  local front, clients
+  local front
 
   setup(function()
     front = tls.start(emu)
@@ -23,17 +23,9 @@ describe("TLS", function()
     if front then front.stop() end
   end)
 
-  before_each(function()
-    clients = {}
-  end)
-
-  after_each(function()
-    for _, c in ipairs(clients) do c:close() end
-  end)
-
-  local new_client = requests.client_factory(function()
+  local new_client = requests.closed_after_each(function()
     return { api_key = KEY, base_url = front.url, retry_base_delay = 0.01 }
-  end, function(c) clients[#clients + 1] = c end)
+  end)
 
   local function hi(content)
     return { model = "openai/gpt-4o-mini", messages = { { role = "user", content = content or "Hi" } } }
@@ -72,8 +64,7 @@ describe("TLS", function()
     it("refuses the test server: kind network, a certificate message, one handshake, no retry",
       function()
         -- default retry settings: a certificate that failed once fails again, so no backoff
-        local c = openrouter.new{ api_key = KEY, base_url = front.url }
-        clients[#clients + 1] = c
+        local c = new_client{ retry_base_delay = requests.NONE }
         local before = front.connections()
         local t0 = socket.gettime()
         local res, err = c:chat_completion(hi())

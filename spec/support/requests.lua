@@ -26,4 +26,17 @@ function M.client_factory(defaults, on_new)
   end
 end
 
+--- A client factory (as client_factory) whose clients are all closed after each test: it
+-- registers busted's after_each, so a spec file states its defaults and nothing else.
+function M.closed_after_each(defaults)
+  local made = {}
+  require("busted").after_each(function()
+    for i = #made, 1, -1 do
+      made[i]:close()
+      made[i] = nil
+    end
+  end)
+  return M.client_factory(defaults, function(c) made[#made + 1] = c end)
+end
+
 return M
